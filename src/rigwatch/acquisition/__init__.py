@@ -1,0 +1,1 @@
+"""Acquisition: ring buffer, engine, recorder, live hub and recording file formats."""

@@ -1,0 +1,1 @@
+"""Device drivers and the capability protocols they implement."""
