@@ -1,0 +1,47 @@
+# rigwatch: `make demo` runs a station on real recordings; `make test` runs every test.
+# Both set up what they need: the virtual environment, the front end, and Chromium for e2e tests.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+STATIC := src/rigwatch/web/static/index.html
+FRONTEND_SRC := $(shell find frontend -path frontend/node_modules -prune -o -type f -print 2>/dev/null)
+
+.PHONY: demo test lint bench setup frontend chromium clean
+
+setup: $(STAMP) $(STATIC)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+frontend: $(STATIC)
+
+$(STATIC): $(FRONTEND_SRC)
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Chromium (Debian package) for end-to-end tests"; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
+
+demo: setup
+	$(VENV)/bin/rigwatch demo
+
+test: setup chromium
+	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+bench: setup
+	$(PY) bench/acquisition.py --quick
+
+clean:
+	rm -rf $(VENV) frontend/node_modules src/rigwatch/web/static/assets $(STATIC)
