@@ -1,0 +1,3 @@
+from rigwatch.cli import app
+
+app(prog_name="rigwatch")

@@ -1,0 +1,282 @@
+"""Live hub: turns ring-buffer rows into MessagePack frames for WebSocket clients.
+
+Each client subscription keeps its own read position in a device's ring buffer. When the
+engine reports new rows, the hub wakes the subscriptions of that device; each one sends a frame
+as soon as its frame interval (``1 / fps``) allows, so latency is one block, not one frame
+period. Frames are min/max-decimated per display bucket (``bucket_size`` samples, aligned on the
+absolute sample index) so that no peak is hidden however far the display zooms out.
+
+A slow client never slows acquisition or other clients: its subscription simply falls behind in
+the ring buffer; beyond ``max_backlog_s`` it skips ahead to the newest data and the skipped
+samples are reported in the next frame's ``missed`` and counted (``live.samples_skipped``).
+The wire format is described in ``docs/live-protocol.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import msgpack
+import numpy as np
+
+from rigwatch.acquisition.engine import DeviceStream
+from rigwatch.config.station import LiveConfig
+from rigwatch.counters import Counters
+from rigwatch.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+SendBytes = Callable[[bytes], Awaitable[None]]
+
+
+def decimate_minmax(data: np.ndarray, bucket_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bucket minimum and maximum of consecutive rows.
+
+    Args:
+        data: ``(buckets * bucket_size, channels)`` float32; rows beyond a whole number of
+            buckets are ignored.
+        bucket_size: rows per bucket, >= 1.
+
+    Returns:
+        ``(min, max)``, each ``(buckets, channels)`` float32. NaN samples are ignored unless a
+        whole bucket is NaN.
+    """
+    nb = data.shape[0] // bucket_size
+    view = data[: nb * bucket_size].reshape(nb, bucket_size, data.shape[1])
+    return np.fmin.reduce(view, axis=1), np.fmax.reduce(view, axis=1)
+
+
+def pack(message: dict) -> bytes:
+    """Encode one frame as MessagePack (bytes stay ``bin``, strings ``str``)."""
+    return msgpack.packb(message, use_bin_type=True)
+
+
+def error_frame(code: str, message: str, **extra: object) -> bytes:
+    """An ``error`` frame: ``code`` is machine-readable, ``message`` says what was wrong."""
+    return pack({"type": "error", "code": code, "message": message, **extra})
+
+
+@dataclass
+class HubStats:
+    """Totals over all clients since start."""
+
+    clients: int = 0
+    frames_sent: int = 0
+    samples_skipped: int = 0
+
+
+@dataclass
+class Subscription:
+    """One client's subscription to one device.
+
+    Attributes:
+        stream: the device stream read from.
+        columns: indexes of the subscribed channels in the device's columns.
+        bucket_size: samples per display bucket (1 = raw samples).
+        frame_interval_s: minimum time between two frames.
+        index: absolute ring-buffer index of the next row to send.
+        seq: number of the next frame.
+    """
+
+    stream: DeviceStream
+    columns: np.ndarray
+    bucket_size: int
+    frame_interval_s: float
+    index: int
+    seq: int = 0
+    pending_missed: int = 0
+    next_frame_at: float = 0.0
+    task: asyncio.Task | None = field(default=None, repr=False)
+
+    @property
+    def channel_names(self) -> list[str]:
+        """Names of the subscribed channels, in frame column order."""
+        return [self.stream.info.channels[i].name for i in self.columns]
+
+    def build_frame(self, max_backlog_rows: int) -> tuple[bytes | None, int]:
+        """Read the rows available since ``index`` and encode them as one ``data`` frame.
+
+        Returns:
+            ``(frame or None when no whole bucket is available, samples skipped now)``.
+        """
+        buf = self.stream.buffer
+        skipped = 0
+        backlog = buf.write_index - self.index
+        if backlog > max_backlog_rows:
+            keep = max(self.bucket_size, max_backlog_rows // 4)
+            new_index = buf.write_index - keep
+            new_index -= new_index % self.bucket_size
+            skipped += new_index - self.index
+            self.index = new_index
+        res = buf.read_since(self.index)
+        skipped += res.missed
+        start = res.start_index
+        data, ts = res.data, res.timestamps_ns
+        misalign = (-start) % self.bucket_size
+        if misalign:  # after an overrun: realign buckets on the absolute index
+            data, ts, start = data[misalign:], ts[misalign:], start + misalign
+            skipped += misalign
+        nb = data.shape[0] // self.bucket_size
+        self.pending_missed += skipped
+        if nb == 0:
+            self.index = start
+            return None, skipped
+        n = nb * self.bucket_size
+        sel = data[:n, self.columns] if len(self.columns) != data.shape[1] else data[:n]
+        frame: dict = {
+            "type": "data",
+            "device": self.stream.name,
+            "seq": self.seq,
+            "start_index": start,
+            "end_index": start + n,
+            "missed": self.pending_missed,
+            "sample_rate_hz": self.stream.info.sample_rate_hz,
+            "bucket_size": self.bucket_size,
+            "channels": self.channel_names,
+            "shape": [nb, len(self.columns)],
+            "dtype": "<f4",
+            "t_ns": np.ascontiguousarray(ts[: n : self.bucket_size], dtype="<i8").tobytes(),
+            "ingest_ns": self.stream.stats.last_ingest_ns,
+        }
+        if self.bucket_size == 1:
+            frame["data"] = np.ascontiguousarray(sel, dtype="<f4").tobytes()
+        else:
+            lo, hi = decimate_minmax(sel, self.bucket_size)
+            frame["min"] = lo.astype("<f4", copy=False).tobytes()
+            frame["max"] = hi.astype("<f4", copy=False).tobytes()
+        self.index = start + n
+        self.seq += 1
+        self.pending_missed = 0
+        return pack(frame), skipped
+
+
+class LiveHub:
+    """Fans the ring buffers of a station out to WebSocket clients.
+
+    Args:
+        streams: the engine's device streams by name.
+        config: frame rates, display rate and backlog limits.
+        counters: where skipped samples and bad messages are counted.
+    """
+
+    def __init__(
+        self, streams: dict[str, DeviceStream], config: LiveConfig, counters: Counters
+    ) -> None:
+        self.streams = streams
+        self.config = config
+        self.counters = counters
+        self.stats = HubStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._events: dict[str, asyncio.Event] = {}
+        self._wake_pending: dict[str, bool] = {}
+        self._listeners: dict[str, Callable[[int], None]] = {}
+
+    # -- wiring to the engine (listeners run on acquisition threads) ------------------------
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start receiving new-data notices from every stream, delivered on ``loop``."""
+        self._loop = loop
+        for name, stream in self.streams.items():
+            self._events[name] = asyncio.Event()
+            self._wake_pending[name] = False
+
+            def listener(_end: int, name: str = name) -> None:
+                if not self._wake_pending[name]:
+                    self._wake_pending[name] = True
+                    loop.call_soon_threadsafe(self._wake, name)
+
+            self._listeners[name] = listener
+            stream.add_listener(listener)
+
+    def detach(self) -> None:
+        """Stop receiving notices (at shutdown)."""
+        for name, listener in self._listeners.items():
+            self.streams[name].remove_listener(listener)
+        self._listeners.clear()
+
+    def _wake(self, name: str) -> None:
+        self._wake_pending[name] = False
+        event = self._events[name]
+        self._events[name] = asyncio.Event()
+        event.set()
+
+    # -- subscriptions ------------------------------------------------------------------------
+    def make_subscription(
+        self,
+        device: str,
+        channels: Sequence[str] | None = None,
+        display_rate_hz: float | None = None,
+        fps: float | None = None,
+    ) -> Subscription:
+        """Validate a subscribe request and create its subscription (not yet running).
+
+        Raises:
+            ProtocolError: with ``args == (code, message)``; code ``unknown_device``,
+                ``unknown_channel`` or ``invalid_field``.
+        """
+        stream = self.streams.get(device)
+        if stream is None:
+            raise ProtocolError(
+                "unknown_device",
+                f"unknown device {device!r}; devices: {', '.join(sorted(self.streams))}",
+            )
+        names = stream.info.channel_names
+        if channels is None or len(channels) == 0:
+            columns = list(range(len(names)))
+        else:
+            unknown = [c for c in channels if c not in names]
+            if unknown:
+                raise ProtocolError(
+                    "unknown_channel",
+                    f"device {device!r} has no channel {', '.join(map(repr, unknown))}; "
+                    f"channels: {', '.join(names)}",
+                )
+            columns = [names.index(c) for c in channels]
+        display = (
+            self.config.default_display_rate_hz if display_rate_hz is None else display_rate_hz
+        )
+        fps_v = self.config.default_fps if fps is None else fps
+        if not (math.isfinite(display) and display > 0):
+            raise ProtocolError("invalid_field", f"display_rate_hz must be > 0, got {display!r}")
+        if not (math.isfinite(fps_v) and 0 < fps_v <= self.config.max_fps):
+            raise ProtocolError(
+                "invalid_field", f"fps must be in (0, {self.config.max_fps:g}], got {fps_v!r}"
+            )
+        rate = stream.info.sample_rate_hz
+        bucket = max(1, int(rate // display))
+        start = stream.buffer.write_index
+        start -= start % bucket
+        return Subscription(
+            stream=stream,
+            columns=np.asarray(columns, dtype=np.intp),
+            bucket_size=bucket,
+            frame_interval_s=1.0 / fps_v,
+            index=start,
+        )
+
+    async def run_subscription(self, sub: Subscription, send: SendBytes) -> None:
+        """Send ``sub``'s frames through ``send`` until cancelled."""
+        name = sub.stream.name
+        max_backlog = max(
+            sub.bucket_size * 2, int(self.config.max_backlog_s * sub.stream.info.sample_rate_hz)
+        )
+        while True:
+            event = self._events[name]
+            if sub.stream.buffer.write_index - sub.index < sub.bucket_size:
+                await event.wait()
+            now = time.monotonic()
+            if now < sub.next_frame_at:
+                await asyncio.sleep(sub.next_frame_at - now)
+            frame, skipped = sub.build_frame(max_backlog)
+            if skipped:
+                self.stats.samples_skipped += skipped
+                self.counters.inc("live.samples_skipped", skipped)
+            if frame is None:
+                continue
+            sub.next_frame_at = time.monotonic() + sub.frame_interval_s * 0.9
+            await send(frame)
+            self.stats.frames_sent += 1

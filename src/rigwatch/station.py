@@ -1,0 +1,205 @@
+"""A station: devices, acquisition engine, ring buffers and recorders, assembled from config.
+
+The :class:`Station` is synchronous and framework-free; the web layer (``rigwatch.web``) wraps
+it in a FastAPI app and adds the live hub. Start order: recover journals of segments a crash
+left open, start recorders (so they see every row from index 0), then the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rigwatch.acquisition.engine import AcquisitionEngine, DeviceStream
+from rigwatch.acquisition.recorder import SegmentRecorder, recover, save_buffer_snapshot
+from rigwatch.config.station import StationConfig
+from rigwatch.counters import Counters
+from rigwatch.devices.factory import build_device
+from rigwatch.devices.protocols import AcquisitionDevice
+
+log = logging.getLogger(__name__)
+
+MODES = ("monitoring", "test", "maintenance", "safe")
+
+
+def iso_utc(ns: int) -> str:
+    """ISO 8601 UTC text of a timestamp in ns since the Unix epoch (microsecond precision)."""
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+class Station:
+    """Everything that runs next to one machine, minus the web server.
+
+    Args:
+        config: the validated station configuration.
+        devices: driver instances to use instead of building them from ``config.devices``
+            (tests and benchmarks); their names must match nothing in particular.
+        counters: shared counters; a new set when omitted.
+    """
+
+    def __init__(
+        self,
+        config: StationConfig,
+        devices: list[AcquisitionDevice] | None = None,
+        counters: Counters | None = None,
+    ) -> None:
+        self.config = config
+        self.counters = counters or Counters()
+        if devices is None:
+            devices = [build_device(d, self.counters) for d in config.devices]
+        self.engine = AcquisitionEngine(devices, config.buffer.capacity_rows, self.counters)
+        self.recorders: dict[str, SegmentRecorder] = {}
+        if config.recorder.enabled:
+            for name, stream in self.engine.streams.items():
+                self.recorders[name] = SegmentRecorder(
+                    stream, config.recorder, self.counters, station=config.name, start_index=0
+                )
+        self.mode = "monitoring"
+        self.started_monotonic: float | None = None
+        self.recovered: list[Path] = []
+
+    @property
+    def streams(self) -> dict[str, DeviceStream]:
+        """Device streams by name."""
+        return self.engine.streams
+
+    @property
+    def recordings_dir(self) -> Path:
+        """Folder of recorded segments and buffer snapshots."""
+        return self.config.recorder.directory
+
+    def start(self) -> None:
+        """Recover crashed segments, start recorders, then acquisition.
+
+        Raises:
+            DeviceError: a device could not start.
+        """
+        self.recordings_dir.mkdir(parents=True, exist_ok=True)
+        self.recovered = recover(self.recordings_dir, self.counters)
+        if self.recovered:
+            log.info("recovered %d segment(s) left open by a crash", len(self.recovered))
+        for rec in self.recorders.values():
+            rec.start()
+        self.engine.start()
+        self.started_monotonic = time.monotonic()
+
+    def stop(self) -> None:
+        """Stop acquisition, then close every recorder's open segment. Idempotent."""
+        self.engine.stop()
+        for rec in self.recorders.values():
+            rec.stop()
+
+    def set_mode(self, mode: str) -> str:
+        """Set the station's operating mode label.
+
+        Raises:
+            ValueError: ``mode`` is not one of :data:`MODES`.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.mode = mode
+        return mode
+
+    # -- views for the API -------------------------------------------------------------------
+    def status(self, live: dict | None = None) -> dict:
+        """Acquisition, recorder, live and error state, as JSON-ready data."""
+        uptime = (
+            0.0 if self.started_monotonic is None else time.monotonic() - self.started_monotonic
+        )
+        return {
+            "station": self.config.name,
+            "mode": self.mode,
+            "uptime_s": round(uptime, 3),
+            "devices": [
+                {
+                    "name": s.name,
+                    "driver": s.info.driver,
+                    "state": s.state,
+                    "sample_rate_hz": s.info.sample_rate_hz,
+                    "channels": [{"name": c.name, "unit": c.unit} for c in s.info.channels],
+                    "rows": s.stats.rows,
+                    "blocks": s.stats.blocks,
+                    "device_errors": s.stats.device_errors,
+                    "last_error": s.stats.last_error,
+                }
+                for s in self.streams.values()
+            ],
+            "recorder": {name: rec.status() for name, rec in self.recorders.items()},
+            "live": live or {},
+            "errors": self.counters.snapshot(),
+            "error_messages": self.counters.last_messages(),
+        }
+
+    def buffer_status(self) -> dict:
+        """Fill state of every device's ring buffer."""
+        out = {}
+        for s in self.streams.values():
+            b = s.buffer
+            out[s.name] = {
+                "capacity_rows": b.capacity,
+                "channels": b.channels,
+                "write_index": b.write_index,
+                "oldest_index": b.oldest_index,
+                "rows_available": b.rows_available,
+                "fill_ratio": round(b.rows_available / b.capacity, 6),
+                "memory_bytes": b.nbytes,
+                "seconds_available": round(b.rows_available / s.info.sample_rate_hz, 3),
+            }
+        return {"devices": out}
+
+    def sensors(self) -> dict:
+        """Latest calibrated value of every channel of every device."""
+        devices = {}
+        for s in self.streams.values():
+            latest = s.buffer.latest()
+            names = s.info.channel_names
+            if latest is None:
+                values = dict.fromkeys(names)
+                ts = None
+            else:
+                row, ts_ns = latest
+                values = {
+                    n: (None if v != v else float(v))
+                    for n, v in zip(names, row.tolist(), strict=True)
+                }
+                ts = iso_utc(ts_ns)
+            devices[s.name] = {
+                "timestamp": ts,
+                "values": values,
+                "units": {c.name: c.unit for c in s.info.channels},
+            }
+        return {"timestamp": iso_utc(time.time_ns()), "devices": devices}
+
+    def latest_value(self, device: str, channel: str) -> float | None:
+        """Latest calibrated value of one channel, ``None`` before the first sample or if NaN."""
+        s = self.streams[device]
+        latest = s.buffer.latest()
+        if latest is None:
+            return None
+        v = float(latest[0][s.info.channel_names.index(channel)])
+        return None if v != v else v
+
+    def save_buffers(self, device: str | None = None, last_n: int | None = None) -> list[Path]:
+        """Write ring-buffer content to Parquet snapshots, one file per (non-empty) device.
+
+        Raises:
+            KeyError: unknown ``device``.
+        """
+        names = [device] if device is not None else list(self.streams)
+        files = []
+        for name in names:
+            stream = self.streams[name]
+            if stream.buffer.rows_available == 0:
+                continue
+            files.append(
+                save_buffer_snapshot(
+                    stream,
+                    self.recordings_dir,
+                    codec=self.config.recorder.codec,
+                    station=self.config.name,
+                    last_n=last_n,
+                )
+            )
+        return files

@@ -1,0 +1,1 @@
+"""Web layer: FastAPI application factories and the built front end (``static/``)."""
