@@ -35,5 +35,5 @@ def build_device(config: DeviceConfig, counters: Counters) -> AcquisitionDevice:
     if isinstance(config, NidaqDeviceConfig):
         from rigwatch.devices.nidaq import NidaqDevice
 
-        return NidaqDevice(config)
+        return NidaqDevice(config, counters=counters)
     raise DeviceError(f"no driver for {type(config).__name__}")

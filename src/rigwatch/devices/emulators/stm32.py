@@ -1,0 +1,361 @@
+"""Emulator of the test stand's STM32F767ZI firmware, on the master side of a pseudo-terminal.
+
+It speaks the protocol the real board speaks (facts from the firmware the stand runs today):
+
+- sensor lines ``P1: v | ... | P8: v | T1: v | ... | T6: v | Tbogaz1: v | THRUST: v | ISP: v |
+  Tbogaz2: v | D1: v | D2: v | IMPULSE: v | VELOCITY: v`` terminated by ``\\n`` (or ``\\r\\n``);
+- ``Valves:<9 bits>`` commands answered ``ACK: Valves:<bits>``; any other command answered
+  ``NACK: unknown command <cmd>``.
+
+The slave side (``start()`` returns its path, e.g. ``/dev/pts/7``) is opened by the driver
+exactly like the board's ``/dev/ttyACM0``. The pty is in raw mode, so no byte is translated and
+commands are not echoed. The pty does not throttle to 230 400 baud: lines arrive as fast as
+written.
+
+Tests use :meth:`Stm32Emulator.emit_lines` (exact values) and :meth:`Stm32Emulator.inject`
+(arbitrary raw bytes: malformed or oversized lines, non-UTF-8 junk, a line split in two
+writes). Run ``python -m rigwatch.devices.emulators.stm32 --rate 100`` to get a live board.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+import queue
+import re
+import select
+import threading
+import time
+import tty
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+log = logging.getLogger(__name__)
+
+FIRMWARE_KEYS: tuple[str, ...] = (
+    *(f"P{i}" for i in range(1, 9)),
+    *(f"T{i}" for i in range(1, 7)),
+    "Tbogaz1",
+    "THRUST",
+    "ISP",
+    "Tbogaz2",
+    "D1",
+    "D2",
+    "IMPULSE",
+    "VELOCITY",
+)
+"""The keys of a sensor line, in the order the firmware prints them."""
+
+VALVE_COMMAND_RE = re.compile(r"Valves:[01]{9}")
+"""A valid valve command: ``Valves:`` then one bit per valve (9 valves)."""
+
+RowValues = Mapping[str, float | str] | Sequence[float | str]
+
+
+def _signal(key: str, k: int, t: float) -> float:
+    """Plausible, deterministic value of ``key`` (the ``k``-th key) at ``t`` seconds."""
+    w = 2.0 * math.pi
+    if key.startswith("Tbogaz"):
+        return 350.0 + 40.0 * math.sin(w * 0.05 * t + k)  # throat temperature, degC
+    if re.fullmatch(r"P\d+", key):
+        return 20.0 + 10.0 * math.sin(w * 0.2 * t + 0.6 * k)  # pressure, bar
+    if re.fullmatch(r"T\d+", key):
+        return 22.0 + 3.0 * k + 1.5 * math.sin(w * 0.03 * t + k)  # temperature, degC
+    if re.fullmatch(r"D\d+", key):
+        return 0.8 + 0.05 * math.sin(w * 0.3 * t + k)
+    if key == "THRUST":
+        return 1500.0 + 120.0 * math.sin(w * 0.5 * t)  # N
+    if key == "ISP":
+        return 190.0 + 6.0 * math.sin(w * 0.1 * t)  # s
+    if key == "IMPULSE":
+        return 1500.0 * t  # N s, accumulates
+    if key == "VELOCITY":
+        return 2.5 * math.sin(w * 0.25 * t)
+    return math.sin(w * 0.5 * t + k)
+
+
+class Stm32Emulator:
+    """A fake STM32 test-stand board behind a pseudo-terminal.
+
+    Args:
+        rate_hz: sensor lines per second written by the streaming thread; 0 writes none (only
+            what :meth:`emit_lines` and :meth:`inject` write).
+        channels: keys of each sensor line, in order (default: the firmware's
+            :data:`FIRMWARE_KEYS`).
+        line_ending: ``"\\n"`` or ``"\\r\\n"``.
+        decimals: decimals of streamed values (``%.3f`` like the firmware's ``printf``).
+        streaming: start streaming in :meth:`start`; when False, call :meth:`start_stream`.
+        on_command: called (from the emulator's reader thread) with each command received.
+
+    Attributes:
+        commands: every command line received (without ``\\n``), in order.
+        valves: the last valve bits acknowledged (``"000000000"`` at power-up).
+        lines_sent: sensor lines written so far (streamed and emitted).
+    """
+
+    def __init__(
+        self,
+        rate_hz: float = 100.0,
+        channels: Sequence[str] = FIRMWARE_KEYS,
+        *,
+        line_ending: str = "\n",
+        decimals: int = 3,
+        streaming: bool = True,
+        on_command: Callable[[str], None] | None = None,
+    ) -> None:
+        if rate_hz < 0 or not math.isfinite(rate_hz):
+            raise ValueError(f"rate_hz must be >= 0, got {rate_hz}")
+        if not channels:
+            raise ValueError("at least one channel key is needed")
+        if line_ending not in ("\n", "\r\n"):
+            raise ValueError(f"line_ending must be '\\n' or '\\r\\n', got {line_ending!r}")
+        self.rate_hz = float(rate_hz)
+        self.channels: tuple[str, ...] = tuple(channels)
+        self.line_ending = line_ending
+        self.decimals = decimals
+        self.streaming = streaming
+        self.on_command = on_command
+        self.commands: queue.Queue[str] = queue.Queue()
+        self.valves = "0" * 9
+        self.lines_sent = 0
+        self.path: str | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._write_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._stream_stop = threading.Event()
+        self._stream_thread: threading.Thread | None = None
+        self._reader_thread: threading.Thread | None = None
+        self._stream_index = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Create the pty, start answering commands (and streaming if enabled).
+
+        Returns:
+            The path of the slave tty to open as the serial port (``os.ttyname``).
+        """
+        if self._master is not None:
+            assert self.path is not None
+            return self.path
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no newline translation, no echo of commands
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self.path = os.ttyname(slave)
+        self._closing.clear()
+        self._reader_thread = threading.Thread(
+            target=self._read_commands, name="stm32-emulator-commands", daemon=True
+        )
+        self._reader_thread.start()
+        if self.streaming and self.rate_hz > 0:
+            self.start_stream()
+        log.info("STM32 emulator on %s (%.1f lines/s)", self.path, self.rate_hz)
+        return self.path
+
+    def start_stream(self) -> None:
+        """Start writing ``rate_hz`` sensor lines per second (values of :meth:`sample`)."""
+        if self._master is None:
+            raise RuntimeError("emulator is not started")
+        if self.rate_hz <= 0 or (self._stream_thread and self._stream_thread.is_alive()):
+            return
+        self._stream_stop.clear()
+        self._stream_thread = threading.Thread(
+            target=self._stream, name="stm32-emulator-stream", daemon=True
+        )
+        self._stream_thread.start()
+
+    def stop_stream(self) -> None:
+        """Stop the periodic sensor lines (the emulator keeps answering commands)."""
+        self._stream_stop.set()
+        if self._stream_thread is not None:
+            self._stream_thread.join(2.0)
+            self._stream_thread = None
+
+    def stop(self) -> None:
+        """Stop the threads and close the pty; a program holding the slave then sees the port
+        vanish (read errors). Safe to call twice."""
+        self._closing.set()
+        self.stop_stream()
+        if self._reader_thread is not None:
+            self._reader_thread.join(2.0)
+            self._reader_thread = None
+        with self._write_lock:
+            for fd in (self._master, self._slave):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            self._master = self._slave = None
+
+    def __enter__(self) -> Stm32Emulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what the board writes -------------------------------------------------------------------
+
+    def sample(self, n: int) -> dict[str, float]:
+        """Values of the ``n``-th streamed line, as the driver will parse them (rounded to
+        ``decimals``): ``{key: value}`` in line order."""
+        t = n / (self.rate_hz if self.rate_hz > 0 else 100.0)
+        return {
+            key: float(f"{_signal(key, k, t):.{self.decimals}f}")
+            for k, key in enumerate(self.channels)
+        }
+
+    def format_line(self, values: RowValues, decimals: int | None = None) -> bytes:
+        """One sensor line ``KEY: VALUE | ...`` plus the line ending, as bytes.
+
+        Args:
+            values: ``{key: value}`` (keys in the order given, any subset or extra keys), or
+                one value per key of ``channels``. A ``str`` value is written verbatim (to craft
+                malformed fields); a number is written with ``repr`` (exact round trip) or with
+                ``decimals`` decimals.
+        """
+        if isinstance(values, Mapping):
+            items = list(values.items())
+        else:
+            if len(values) != len(self.channels):
+                raise ValueError(f"{len(values)} values for {len(self.channels)} channels")
+            items = list(zip(self.channels, values, strict=True))
+        fields = []
+        for key, v in items:
+            if isinstance(v, str):
+                text = v
+            elif decimals is None:
+                text = repr(float(v))
+            else:
+                text = f"{float(v):.{decimals}f}"
+            fields.append(f"{key}: {text}")
+        return (" | ".join(fields) + self.line_ending).encode("utf-8")
+
+    def emit_lines(self, rows: Iterable[RowValues]) -> None:
+        """Write one sensor line per row, with exactly these values (see :meth:`format_line`),
+        in a single write. Returns once the bytes are in the pty."""
+        data = b"".join(self.format_line(r) for r in rows)
+        count = data.count(b"\n")
+        self._write_all(data)
+        self.lines_sent += count
+
+    def inject(self, data: bytes) -> None:
+        """Write raw bytes as they are (partial lines, junk, oversized lines...)."""
+        self._write_all(bytes(data))
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        with self._write_lock:
+            while view:
+                fd = self._master
+                if fd is None or self._closing.is_set():
+                    raise RuntimeError("emulator is stopped")
+                try:
+                    n = os.write(fd, view)
+                except BlockingIOError:  # pty buffer full: wait for the reader to drain it
+                    select.select([], [fd], [], 0.1)
+                    continue
+                view = view[n:]
+
+    def _stream(self) -> None:
+        period = 1.0 / self.rate_hz
+        next_t = time.monotonic()
+        while not self._stream_stop.is_set():
+            delay = next_t - time.monotonic()
+            if delay > 0 and self._stream_stop.wait(delay):
+                return
+            try:
+                self._write_all(
+                    self.format_line(self.sample(self._stream_index), decimals=self.decimals)
+                )
+            except (RuntimeError, OSError):
+                return
+            self._stream_index += 1
+            self.lines_sent += 1
+            next_t += period
+            if time.monotonic() - next_t > 1.0:  # fell far behind (suspended?): resync
+                next_t = time.monotonic()
+
+    def _read_commands(self) -> None:
+        buf = bytearray()
+        while not self._closing.is_set():
+            fd = self._master
+            if fd is None:
+                return
+            try:
+                ready, _, _ = select.select([fd], [], [], 0.1)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            *lines, rest = bytes(buf).split(b"\n")
+            buf = bytearray(rest)
+            for line in lines:
+                cmd = line.rstrip(b"\r").decode("utf-8", errors="backslashreplace").strip()
+                if cmd:
+                    self._answer(cmd)
+
+    def _answer(self, cmd: str) -> None:
+        self.commands.put(cmd)
+        if self.on_command is not None:
+            self.on_command(cmd)
+        if VALVE_COMMAND_RE.fullmatch(cmd):
+            self.valves = cmd.split(":", 1)[1]
+            reply = f"ACK: {cmd}"
+        else:
+            reply = f"NACK: unknown command {cmd}"
+        try:
+            self._write_all((reply + self.line_ending).encode("utf-8"))
+        except (RuntimeError, OSError):
+            log.debug("emulator stopped before answering %r", cmd)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run an emulated board until Ctrl-C; prints the tty path to put in the station config."""
+    parser = argparse.ArgumentParser(
+        prog="python -m rigwatch.devices.emulators.stm32",
+        description="Emulate the test stand's STM32 board on a pseudo-terminal.",
+    )
+    parser.add_argument("--rate", type=float, default=100.0, help="sensor lines per second")
+    parser.add_argument(
+        "--channels",
+        default=",".join(FIRMWARE_KEYS),
+        help="comma-separated keys of a sensor line (default: the firmware's 24 keys)",
+    )
+    parser.add_argument("--crlf", action="store_true", help="end lines with \\r\\n")
+    parser.add_argument("--decimals", type=int, default=3, help="decimals of values")
+    args = parser.parse_args(argv)
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    emulator = Stm32Emulator(
+        rate_hz=args.rate,
+        channels=channels,
+        line_ending="\r\n" if args.crlf else "\n",
+        decimals=args.decimals,
+        on_command=lambda cmd: print(f"command: {cmd}", flush=True),
+    )
+    path = emulator.start()
+    print(path, flush=True)
+    print(f"emulating the STM32 board at {args.rate:g} lines/s; Ctrl-C to stop", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
