@@ -1,3 +1,5 @@
+"""Shared test set-up: ``tests/`` is importable so tests can use ``support``."""
+
 import sys
 from pathlib import Path
 

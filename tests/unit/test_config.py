@@ -80,7 +80,7 @@ def test_pressure_push_must_name_a_real_channel(tmp_path: Path):
     p = write(tmp_path, SIM + '[pressure_push]\ndevice = "g"\nchannel = "nope"\n')
     cfg_text = p.read_text().replace("channel_count = 2", 'channels = [{name = "a"}, {name = "b"}]')
     p.write_text(cfg_text)
-    with pytest.raises(ConfigError, match="pressure_push.channel 'nope'"):
+    with pytest.raises(ConfigError, match=r"pressure_push\.channel 'nope'"):
         load_config(p)
 
 

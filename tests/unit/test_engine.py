@@ -2,11 +2,11 @@ import threading
 
 import numpy as np
 
-from fakes import ListDevice, ramp_block
 from rigwatch.acquisition.engine import AcquisitionEngine
 from rigwatch.counters import Counters
 from rigwatch.devices.protocols import Block, ChannelInfo
 from rigwatch.errors import DeviceError
+from support.fakes import ListDevice, ramp_block
 
 
 def test_blocks_reach_buffer_calibrated_and_listeners_notified():

@@ -2,13 +2,13 @@ import msgpack
 import numpy as np
 import pytest
 
-from fakes import ListDevice, ramp_block
 from rigwatch.acquisition.engine import DeviceStream
 from rigwatch.acquisition.live import LiveHub, decimate_minmax
 from rigwatch.config.station import LiveConfig
 from rigwatch.counters import Counters
 from rigwatch.devices.protocols import Block
 from rigwatch.errors import ProtocolError
+from support.fakes import ListDevice, ramp_block
 
 
 def make_hub(rate_hz: float = 1000.0, capacity: int = 10_000, **live):
