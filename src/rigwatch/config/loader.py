@@ -13,9 +13,15 @@ from rigwatch.errors import ConfigError
 M = TypeVar("M", bound=BaseModel)
 
 
+# tags of discriminated unions (``driver = "..."``): pydantic puts them in an error's location
+UNION_TAGS = frozenset({"replay", "sim", "stm32", "nidaq"})
+
+
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
+        if i > 0 and isinstance(loc[i - 1], int) and part in UNION_TAGS:
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
