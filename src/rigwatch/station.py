@@ -77,7 +77,9 @@ class Station:
             DeviceError: a device could not start.
         """
         self.recordings_dir.mkdir(parents=True, exist_ok=True)
-        self.recovered = recover(self.recordings_dir, self.counters)
+        self.recovered = recover(
+            self.recordings_dir, self.counters, codec=self.config.recorder.codec
+        )
         if self.recovered:
             log.info("recovered %d segment(s) left open by a crash", len(self.recovered))
         for rec in self.recorders.values():
