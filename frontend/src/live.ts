@@ -1,0 +1,281 @@
+// WebSocket client of the live stream (/ws, see docs/live-protocol.md): MessagePack frames,
+// arrays as raw little-endian bytes. Reconnects with backoff and re-sends its subscription.
+
+import { decode, encode } from "@msgpack/msgpack";
+import { toNumber } from "./util";
+
+export type ConnState = "connecting" | "open" | "closed";
+
+export interface Subscription {
+  device: string;
+  channels: string[];
+  displayRateHz: number;
+  fps: number;
+}
+
+export interface Subscribed {
+  device: string;
+  channels: string[];
+  units: string[];
+  sampleRateHz: number;
+  bucketSize: number;
+  fps: number;
+}
+
+/** One decoded `data` frame, de-interleaved into one column per channel. */
+export interface DataFrame {
+  device: string;
+  seq: number;
+  startIndex: number;
+  endIndex: number;
+  missed: number;
+  sampleRateHz: number;
+  bucketSize: number;
+  channels: string[];
+  /** Number of rows (buckets, or raw samples when bucketSize is 1). */
+  rows: number;
+  /** Seconds since the Unix epoch of each row's first sample. */
+  t: Float64Array;
+  /** Per channel: bucket minimum (the raw value when bucketSize is 1). */
+  min: Float32Array[];
+  /** Per channel: bucket maximum (the same array as `min` when bucketSize is 1). */
+  max: Float32Array[];
+  /** When the newest block entered the engine, ms since the Unix epoch (NaN if absent). */
+  ingestMs: number;
+}
+
+export interface LiveHandlers {
+  onState(state: ConnState, detail: string): void;
+  onSubscribed(msg: Subscribed): void;
+  onData(frame: DataFrame): void;
+  onServerError(code: string, message: string): void;
+  onDecodeError?(err: unknown): void;
+}
+
+type Msg = Record<string, unknown>;
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+function asBytes(v: unknown, field: string): Uint8Array {
+  if (v instanceof Uint8Array) return v;
+  throw new Error(`field ${field} is not binary`);
+}
+
+/** Float32 view of little-endian bytes; copies when the bytes are not 4-byte aligned. */
+export function f32(bytes: Uint8Array, n: number): Float32Array {
+  if (bytes.byteLength < n * 4) throw new Error(`float32 payload too short: ${bytes.byteLength} < ${n * 4}`);
+  if (!LITTLE_ENDIAN) {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, n * 4);
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
+    return out;
+  }
+  if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  return new Float32Array(bytes.slice(0, n * 4).buffer);
+}
+
+/** Int64 nanoseconds (little-endian bytes) to Number seconds since the epoch. */
+export function nsToSeconds(bytes: Uint8Array, n: number): Float64Array {
+  if (bytes.byteLength < n * 8) throw new Error(`int64 payload too short: ${bytes.byteLength} < ${n * 8}`);
+  const out = new Float64Array(n);
+  if (n === 0) return out;
+  let ints: BigInt64Array;
+  if (LITTLE_ENDIAN) {
+    ints =
+      bytes.byteOffset % 8 === 0
+        ? new BigInt64Array(bytes.buffer, bytes.byteOffset, n)
+        : new BigInt64Array(bytes.slice(0, n * 8).buffer);
+  } else {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, n * 8);
+    ints = new BigInt64Array(n);
+    for (let i = 0; i < n; i++) ints[i] = dv.getBigInt64(i * 8, true);
+  }
+  // Subtract a whole-second base as BigInt first so the fraction keeps full precision.
+  const base = ints[0] - (ints[0] % 1_000_000_000n);
+  const baseS = Number(base / 1_000_000_000n);
+  for (let i = 0; i < n; i++) out[i] = baseS + Number(ints[i] - base) / 1e9;
+  return out;
+}
+
+/** De-interleaves row-major [rows, nch] float32 into one column per channel. */
+function columns(flat: Float32Array, rows: number, nch: number): Float32Array[] {
+  const cols: Float32Array[] = [];
+  for (let c = 0; c < nch; c++) {
+    const col = new Float32Array(rows);
+    for (let r = 0, k = c; r < rows; r++, k += nch) col[r] = flat[k];
+    cols.push(col);
+  }
+  return cols;
+}
+
+export function decodeDataFrame(m: Msg): DataFrame {
+  const shape = m.shape as unknown[];
+  if (!Array.isArray(shape) || shape.length !== 2) throw new Error("data frame without [rows, channels] shape");
+  const rows = toNumber(shape[0]);
+  const nch = toNumber(shape[1]);
+  const dtype = m.dtype ?? "<f4";
+  if (dtype !== "<f4") throw new Error(`unsupported dtype ${String(dtype)}`);
+  const channels = (m.channels as string[]) ?? [];
+  if (channels.length !== nch) throw new Error(`shape says ${nch} channels, got ${channels.length} names`);
+  const bucketSize = toNumber(m.bucket_size ?? 1);
+  let min: Float32Array[];
+  let max: Float32Array[];
+  if (m.min !== undefined && m.max !== undefined) {
+    min = columns(f32(asBytes(m.min, "min"), rows * nch), rows, nch);
+    max = columns(f32(asBytes(m.max, "max"), rows * nch), rows, nch);
+  } else {
+    min = columns(f32(asBytes(m.data, "data"), rows * nch), rows, nch);
+    max = min;
+  }
+  const ingest = toNumber(m.ingest_ns);
+  return {
+    device: String(m.device),
+    seq: toNumber(m.seq),
+    startIndex: toNumber(m.start_index),
+    endIndex: toNumber(m.end_index),
+    missed: toNumber(m.missed ?? 0),
+    sampleRateHz: toNumber(m.sample_rate_hz),
+    bucketSize,
+    channels,
+    rows,
+    t: nsToSeconds(asBytes(m.t_ns, "t_ns"), rows),
+    min,
+    max,
+    ingestMs: Number.isFinite(ingest) ? ingest / 1e6 : Number.NaN,
+  };
+}
+
+export class LiveClient {
+  private ws: WebSocket | null = null;
+  private sub: Subscription | null = null;
+  private subscribedDevice: string | null = null;
+  private backoffMs = 500;
+  private retryTimer = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly handlers: LiveHandlers,
+  ) {}
+
+  static defaultUrl(): string {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${proto}//${location.host}/ws`;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    window.clearTimeout(this.retryTimer);
+    this.ws?.close();
+    this.ws = null;
+  }
+
+  /** Replaces the subscription (one device at a time); null unsubscribes. */
+  subscribe(sub: Subscription | null): void {
+    this.sub = sub;
+    if (this.ws?.readyState === WebSocket.OPEN) this.sendSubscription();
+  }
+
+  private sendSubscription(): void {
+    if (this.subscribedDevice && this.subscribedDevice !== this.sub?.device) {
+      this.send({ type: "unsubscribe", device: this.subscribedDevice });
+      this.subscribedDevice = null;
+    }
+    if (!this.sub) return;
+    this.send({
+      type: "subscribe",
+      device: this.sub.device,
+      channels: this.sub.channels,
+      display_rate_hz: this.sub.displayRateHz,
+      fps: this.sub.fps,
+    });
+    this.subscribedDevice = this.sub.device;
+  }
+
+  private send(msg: Msg): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encode(msg));
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    this.handlers.onState("connecting", this.url);
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (err) {
+      this.handlers.onState("closed", String(err));
+      this.scheduleReconnect();
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.onopen = () => {
+      this.backoffMs = 500;
+      this.subscribedDevice = null;
+      this.handlers.onState("open", this.url);
+      this.sendSubscription();
+    };
+    ws.onmessage = (ev: MessageEvent) => this.onMessage(ev.data);
+    ws.onclose = (ev: CloseEvent) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.subscribedDevice = null;
+      this.handlers.onState("closed", ev.reason || `code ${ev.code}`);
+      this.scheduleReconnect();
+    };
+    ws.onerror = () => {
+      // onclose follows and schedules the reconnect.
+    };
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    window.clearTimeout(this.retryTimer);
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, 5000);
+    this.retryTimer = window.setTimeout(() => this.connect(), delay);
+  }
+
+  private onMessage(data: unknown): void {
+    let m: Msg;
+    try {
+      const raw =
+        data instanceof ArrayBuffer ? decode(new Uint8Array(data)) : JSON.parse(String(data));
+      if (raw === null || typeof raw !== "object") throw new Error("message is not a map");
+      m = raw as Msg;
+    } catch (err) {
+      this.handlers.onDecodeError?.(err);
+      return;
+    }
+    try {
+      switch (m.type) {
+        case "data":
+          // Frames of a device we no longer want may still be in flight: drop them.
+          if (this.sub && m.device === this.sub.device) this.handlers.onData(decodeDataFrame(m));
+          break;
+        case "subscribed":
+          this.handlers.onSubscribed({
+            device: String(m.device),
+            channels: (m.channels as string[]) ?? [],
+            units: (m.units as string[]) ?? [],
+            sampleRateHz: toNumber(m.sample_rate_hz),
+            bucketSize: toNumber(m.bucket_size),
+            fps: toNumber(m.fps),
+          });
+          break;
+        case "error":
+          this.handlers.onServerError(String(m.code ?? "error"), String(m.message ?? ""));
+          break;
+        default:
+          break; // pong, unsubscribed, sensors, system_mode: nothing to do here
+      }
+    } catch (err) {
+      this.handlers.onDecodeError?.(err);
+    }
+  }
+}

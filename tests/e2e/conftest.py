@@ -1,0 +1,310 @@
+"""End-to-end fixtures: a real station subprocess and the machine's headless Chromium.
+
+The station replays a real CWRU bearing recording in real time and records 2 s Parquet
+segments into a temporary folder. Chromium is the Debian package at /usr/bin/chromium
+(``make test`` installs it); without it these tests skip, unless RIGWATCH_REQUIRE_SERVICES=1,
+then they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+STATIC_INDEX = ROOT / "src" / "rigwatch" / "web" / "static" / "index.html"
+CWRU_12K = ROOT / "data" / "cwru" / "1797_IR_7_DE12.npz"
+CWRU_48K = ROOT / "data" / "cwru" / "1797_Normal_48k.npz"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STATION_NAME = "e2e_station"
+STARTUP_TIMEOUT_S = 60.0
+
+
+def _unavailable(reason: str) -> None:
+    """Skips the test, or fails it when services are required (RIGWATCH_REQUIRE_SERVICES=1)."""
+    if os.environ.get("RIGWATCH_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (required because RIGWATCH_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _chromium_path() -> str | None:
+    if os.access("/usr/bin/chromium", os.X_OK):
+        return "/usr/bin/chromium"
+    return shutil.which("chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _toml_str(value: object) -> str:
+    # A JSON string is a valid TOML basic string for paths (quotes and backslashes escaped).
+    return json.dumps(str(value))
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    path = _chromium_path()
+    if path is None:
+        _unavailable("Chromium is not installed (/usr/bin/chromium); `make test` installs it")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_executable: str) -> Iterator[Any]:
+    if not STATIC_INDEX.is_file():
+        _unavailable(f"the page is not built ({STATIC_INDEX} missing): run `make frontend`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=chromium_executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@dataclass
+class StationProcess:
+    base_url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    recordings: Path
+    name: str = STATION_NAME
+    devices: dict[str, list[str]] = field(default_factory=dict)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+
+def _write_config(path: Path, recordings: Path) -> dict[str, list[str]]:
+    path.write_text(
+        f"""
+name = "{STATION_NAME}"
+
+[server]
+host = "127.0.0.1"
+
+[buffer]
+capacity_rows = 480_000
+
+[recorder]
+directory = {_toml_str(recordings)}
+segment_duration_s = 2
+
+[live]
+default_fps = 30
+
+[[devices]]
+name = "bearing_12k"
+driver = "replay"
+path = {_toml_str(CWRU_12K)}
+keys = ["DE", "FE", "BA"]
+sample_rate_hz = 12000
+pace = "realtime"
+loop = true
+channels = [
+  {{ name = "DE", unit = "g" }},
+  {{ name = "FE", unit = "g" }},
+  {{ name = "BA", unit = "g" }},
+]
+
+[[devices]]
+name = "healthy_48k"
+driver = "replay"
+path = {_toml_str(CWRU_48K)}
+keys = ["DE", "FE"]
+sample_rate_hz = 48000
+pace = "realtime"
+loop = true
+channels = [
+  {{ name = "DE", unit = "g" }},
+  {{ name = "FE", unit = "g" }},
+]
+"""
+    )
+    return {"bearing_12k": ["DE", "FE", "BA"], "healthy_48k": ["DE", "FE"]}
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationProcess]:
+    """``rigwatch station run`` as a subprocess on a free port; stopped after the module."""
+    for f in (CWRU_12K, CWRU_48K):
+        if not f.is_file():
+            pytest.fail(f"test data missing: {f}", pytrace=False)
+    tmp = tmp_path_factory.mktemp("e2e_station")
+    recordings = tmp / "recordings"
+    config = tmp / "station.toml"
+    devices = _write_config(config, recordings)
+    port = _free_port()
+    log_path = tmp / "station.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rigwatch", "station", "run", str(config), "--port", str(port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    st = StationProcess(f"http://127.0.0.1:{port}", proc, log_path, recordings, devices=devices)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"station exited with code {proc.returncode} before answering:\n"
+                    f"{st.log_tail()}",
+                    pytrace=False,
+                )
+            try:
+                r = httpx.get(f"{st.base_url}/api/hello", timeout=1.0)
+                if r.status_code == 200 and r.json().get("station") == STATION_NAME:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"station did not answer /api/hello within {STARTUP_TIMEOUT_S:.0f} s:\n"
+                    f"{st.log_tail()}",
+                    pytrace=False,
+                )
+            time.sleep(0.1)
+        yield st
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+class WsSpy:
+    """Records what the page sends and receives on its WebSocket, decoded independently."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.frames: list[dict[str, Any]] = []
+        self.other: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _decode(payload: bytes | str) -> dict[str, Any] | None:
+        try:
+            if isinstance(payload, bytes | bytearray):
+                msg = msgpack.unpackb(payload, raw=False)
+            else:
+                msg = json.loads(payload)
+        except Exception:
+            return None
+        return msg if isinstance(msg, dict) else None
+
+    def attach(self, ws: Any) -> None:
+        if not ws.url.endswith("/ws"):
+            return
+
+        def on_sent(payload: bytes | str) -> None:
+            msg = self._decode(payload)
+            if msg is not None:
+                self.sent.append(msg)
+
+        def on_received(payload: bytes | str) -> None:
+            msg = self._decode(payload)
+            if msg is None:
+                return
+            if msg.get("type") == "data":
+                # Keep the header only: the arrays are checked through the page.
+                self.frames.append(
+                    {
+                        k: msg.get(k)
+                        for k in ("device", "seq", "channels", "shape", "bucket_size", "missed")
+                    }
+                )
+            else:
+                self.other.append(msg)
+
+        ws.on("framesent", on_sent)
+        ws.on("framereceived", on_received)
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m.get("type") == "subscribe"]
+
+
+@dataclass
+class PageSession:
+    page: Any
+    ws: WsSpy
+    console_errors: list[str]
+    page_errors: list[str]
+
+
+@pytest.fixture
+def live_page(
+    browser: Any, station: StationProcess, artifacts_dir: Path, request: pytest.FixtureRequest
+) -> Iterator[PageSession]:
+    """A 1400x900 page on the station; a screenshot is saved when the test fails."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    spy = WsSpy()
+    console_errors: list[str] = []
+    page_errors: list[str] = []
+    page.on("websocket", spy.attach)
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    page.goto(station.base_url + "/")
+    session = PageSession(page, spy, console_errors, page_errors)
+    try:
+        yield session
+    finally:
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(artifacts_dir / f"FAILED-{request.node.name}.png"))
+        context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    if rep.when == "call":
+        item.rep_call = rep  # type: ignore[attr-defined]
+    return rep
