@@ -56,7 +56,14 @@ def _serve(config_path: Path, host: str | None, port: int | None, duration_s: fl
     port = cfg.server.port if port is None else port
     fastapi_app = create_app(station)
     server = uvicorn.Server(
-        uvicorn.Config(fastapi_app, host=host, port=port, log_level="info", ws_max_size=1 << 20)
+        uvicorn.Config(
+            fastapi_app,
+            host=host,
+            port=port,
+            log_level="info",
+            ws_max_size=1 << 20,
+            ws_per_message_deflate=False,
+        )
     )
     if duration_s is not None:
         timer = threading.Timer(duration_s, lambda: setattr(server, "should_exit", True))

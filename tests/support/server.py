@@ -30,6 +30,7 @@ def serve(station: Station) -> Iterator[str]:
             port=port,
             log_level="warning",
             ws_max_size=1 << 20,
+            ws_per_message_deflate=False,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
