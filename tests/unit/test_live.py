@@ -104,3 +104,30 @@ def test_bad_subscriptions_name_the_problem(kwargs, code):
     with pytest.raises(ProtocolError) as e:
         hub.make_subscription(**kwargs)
     assert e.value.args[0] == code
+
+
+def test_identical_subscriptions_share_one_encoding_but_keep_their_own_seq():
+    hub, stream = make_hub(rate_hz=1000.0)
+    cache = hub._caches["dev"]
+    a = hub.make_subscription("dev", ["a"], display_rate_hz=100)
+    b = hub.make_subscription("dev", ["a"], display_rate_hz=100)
+    c = hub.make_subscription("dev", ["b"], display_rate_hz=100)
+    stream.ingest(ramp_block(0, 40, 2))
+    a.build_frame(10_000, cache)  # a is one frame ahead of b from now on
+    assert len(cache._items) == 1
+    stream.ingest(ramp_block(40, 40, 2))
+    raw_a = a.build_frame(10_000, cache)[0]
+    raw_b = b.build_frame(10_000, cache)[0]  # rows 0..80: not what a was sent, encoded anew
+    assert len(cache._items) == 3
+    stream.ingest(ramp_block(80, 40, 2))
+    raw_a2 = a.build_frame(10_000, cache)[0]
+    raw_b2 = b.build_frame(10_000, cache)[0]  # both at 80: the same rows, encoded once
+    assert len(cache._items) == 4
+    fa, fb, fa2, fb2 = map(decode, (raw_a, raw_b, raw_a2, raw_b2))
+    assert (fa["seq"], fb["seq"], fa2["seq"], fb2["seq"]) == (1, 0, 2, 1)
+    assert fb["start_index"] == 0 and fb["end_index"] == 80
+    assert fa2["end_index"] == fb2["end_index"] == 120
+    np.testing.assert_array_equal(fa2["max"], fb2["max"])
+    np.testing.assert_array_equal(fb["max"][:, 0], ramp_block(0, 80, 2).data[9::10, 0])
+    fc = decode(c.build_frame(10_000, cache)[0])  # other columns: its own encoding
+    np.testing.assert_array_equal(fc["max"][:, 0], ramp_block(0, 120, 2).data[9::10, 1])

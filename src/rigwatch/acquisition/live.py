@@ -98,8 +98,15 @@ class Subscription:
         """Names of the subscribed channels, in frame column order."""
         return [self.stream.info.channels[i].name for i in self.columns]
 
-    def build_frame(self, max_backlog_rows: int) -> tuple[bytes | None, int]:
+    def build_frame(
+        self, max_backlog_rows: int, cache: FrameCache | None = None
+    ) -> tuple[bytes | None, int]:
         """Read the rows available since ``index`` and encode them as one ``data`` frame.
+
+        Args:
+            max_backlog_rows: further behind than this, skip ahead to the newest rows.
+            cache: shared encodings of frame bodies; subscriptions asking for the same rows,
+                columns and bucket size then encode them once.
 
         Returns:
             ``(frame or None when no whole bucket is available, samples skipped now)``.
@@ -113,28 +120,60 @@ class Subscription:
             new_index -= new_index % self.bucket_size
             skipped += new_index - self.index
             self.index = new_index
-        res = buf.read_since(self.index)
-        skipped += res.missed
-        start = res.start_index
-        data, ts = res.data, res.timestamps_ns
-        misalign = (-start) % self.bucket_size
-        if misalign:  # after an overrun: realign buckets on the absolute index
-            data, ts, start = data[misalign:], ts[misalign:], start + misalign
-            skipped += misalign
-        nb = data.shape[0] // self.bucket_size
-        self.pending_missed += skipped
-        if nb == 0:
-            self.index = start
+        # whole buckets only: read up to the last bucket boundary below the write index
+        end = buf.write_index
+        end -= end % self.bucket_size
+        if end <= self.index:
+            self.pending_missed += skipped
             return None, skipped
+        key = (self.columns_key, self.bucket_size, self.index, end)
+        body = cache.get(key) if cache is not None else None
+        if body is None:
+            res = buf.read_since(self.index, max_rows=end - self.index)
+            start = res.start_index
+            data, ts = res.data, res.timestamps_ns
+            misalign = (-start) % self.bucket_size
+            if misalign:  # after an overrun: realign buckets on the absolute index
+                data, ts, start = data[misalign:], ts[misalign:], start + misalign
+            skipped += start - self.index
+            nb = data.shape[0] // self.bucket_size
+            if nb == 0:
+                self.index = start
+                self.pending_missed += skipped
+                return None, skipped
+            body = self._encode_body(data, ts, start, nb)
+            if cache is not None and start == key[2]:
+                cache.put(key, body)
+        self.pending_missed += skipped
+        head = _PACKER.pack_map_header(body.fields + 3)
+        frame = b"".join(
+            (
+                head,
+                _TYPE_DATA,
+                _K_SEQ,
+                _PACKER.pack(self.seq),
+                _K_MISSED,
+                _PACKER.pack(self.pending_missed),
+                body.payload,
+            )
+        )
+        self.index = body.end_index
+        self.seq += 1
+        self.pending_missed = 0
+        return frame, skipped
+
+    @property
+    def columns_key(self) -> tuple[int, ...]:
+        """The subscribed column indexes as a hashable key."""
+        return tuple(int(c) for c in self.columns)
+
+    def _encode_body(self, data: np.ndarray, ts: np.ndarray, start: int, nb: int) -> FrameBody:
         n = nb * self.bucket_size
         sel = data[:n, self.columns] if len(self.columns) != data.shape[1] else data[:n]
-        frame: dict = {
-            "type": "data",
+        fields: dict = {
             "device": self.stream.name,
-            "seq": self.seq,
             "start_index": start,
             "end_index": start + n,
-            "missed": self.pending_missed,
             "sample_rate_hz": self.stream.info.sample_rate_hz,
             "bucket_size": self.bucket_size,
             "channels": self.channel_names,
@@ -144,15 +183,56 @@ class Subscription:
             "ingest_ns": self.stream.stats.last_ingest_ns,
         }
         if self.bucket_size == 1:
-            frame["data"] = np.ascontiguousarray(sel, dtype="<f4").tobytes()
+            fields["data"] = np.ascontiguousarray(sel, dtype="<f4").tobytes()
         else:
             lo, hi = decimate_minmax(sel, self.bucket_size)
-            frame["min"] = lo.astype("<f4", copy=False).tobytes()
-            frame["max"] = hi.astype("<f4", copy=False).tobytes()
-        self.index = start + n
-        self.seq += 1
-        self.pending_missed = 0
-        return pack(frame), skipped
+            fields["min"] = lo.astype("<f4", copy=False).tobytes()
+            fields["max"] = hi.astype("<f4", copy=False).tobytes()
+        payload = b"".join(_PACKER.pack(k) + _PACKER.pack(v) for k, v in fields.items())
+        return FrameBody(payload, len(fields), start + n)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameBody:
+    """The encoded key/value pairs of a ``data`` frame shared by identical subscriptions.
+
+    Attributes:
+        payload: MessagePack-encoded keys and values, without the map header.
+        fields: number of key/value pairs in ``payload``.
+        end_index: absolute index one past the frame's last row.
+    """
+
+    payload: bytes
+    fields: int
+    end_index: int
+
+
+class FrameCache:
+    """The last few frame bodies of one device, keyed by (columns, bucket, start, end).
+
+    Subscriptions woken by the same block usually ask for the same rows; the first one encodes
+    them, the others reuse the bytes. Only touched from the event loop thread.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._items: dict[tuple, FrameBody] = {}
+
+    def get(self, key: tuple) -> FrameBody | None:
+        """The cached body for ``key``, or ``None``."""
+        return self._items.get(key)
+
+    def put(self, key: tuple, body: FrameBody) -> None:
+        """Remember ``body``; the oldest entry goes when full."""
+        if len(self._items) >= self._size:
+            self._items.pop(next(iter(self._items)))
+        self._items[key] = body
+
+
+_PACKER = msgpack.Packer(use_bin_type=True)
+_TYPE_DATA = _PACKER.pack("type") + _PACKER.pack("data")
+_K_SEQ = _PACKER.pack("seq")
+_K_MISSED = _PACKER.pack("missed")
 
 
 class LiveHub:
@@ -175,6 +255,7 @@ class LiveHub:
         self._events: dict[str, asyncio.Event] = {}
         self._wake_pending: dict[str, bool] = {}
         self._listeners: dict[str, Callable[[int], None]] = {}
+        self._caches: dict[str, FrameCache] = {name: FrameCache() for name in streams}
 
     # -- wiring to the engine (listeners run on acquisition threads) ------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -271,7 +352,7 @@ class LiveHub:
             now = time.monotonic()
             if now < sub.next_frame_at:
                 await asyncio.sleep(sub.next_frame_at - now)
-            frame, skipped = sub.build_frame(max_backlog)
+            frame, skipped = sub.build_frame(max_backlog, self._caches[name])
             if skipped:
                 self.stats.samples_skipped += skipped
                 self.counters.inc("live.samples_skipped", skipped)

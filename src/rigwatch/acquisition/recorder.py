@@ -29,6 +29,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -279,6 +280,28 @@ class _FlushRequest:
     error: str | None = None
 
 
+RECORDER_NICE = 10
+"""Scheduling niceness added to recorder threads: encoding and compression yield the CPU to
+acquisition and live streaming, which have no slack, while the recorder has the whole ring
+buffer as slack."""
+
+
+def lower_thread_priority(increment: int) -> bool:
+    """Raise the calling thread's niceness by ``increment`` (Linux: per-thread priority).
+
+    Returns:
+        ``True`` when applied; ``False`` where the platform has no per-thread niceness.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except OSError:
+        return False
+    return True
+
+
 class SegmentRecorder:
     """Records one device's stream into rotating Parquet segments.
 
@@ -472,6 +495,7 @@ class SegmentRecorder:
         self._wake.set()
 
     def _run(self) -> None:
+        lower_thread_priority(RECORDER_NICE)
         final_state = "stopped"
         requests: list[_FlushRequest] = []
         try:
