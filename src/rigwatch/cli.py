@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from rigwatch.errors import RigwatchError
 
@@ -126,7 +126,7 @@ def recordings_list(
     """List recorded segments with device, rows, duration and size."""
     from rigwatch.acquisition.parquet_files import list_recordings
 
-    table = Table("file", "device", "rows", "duration s", "MB", "channels")
+    table = Table(Column("file", overflow="fold"), "device", "rows", "duration s", "MB", "channels")
     for r in list_recordings(directory):
         d = r.to_dict()
         if d.get("error"):

@@ -131,3 +131,16 @@ def test_identical_subscriptions_share_one_encoding_but_keep_their_own_seq():
     np.testing.assert_array_equal(fb["max"][:, 0], ramp_block(0, 80, 2).data[9::10, 0])
     fc = decode(c.build_frame(10_000, cache)[0])  # other columns: its own encoding
     np.testing.assert_array_equal(fc["max"][:, 0], ramp_block(0, 120, 2).data[9::10, 1])
+
+
+def test_frames_are_capped_in_bytes_and_the_rest_follows_in_the_next_frame():
+    hub, stream = make_hub(rate_hz=1_000_000.0, capacity=200_000, max_frame_bytes=64 * 1024)
+    sub = hub.make_subscription("dev", None, display_rate_hz=1_000_000)
+    assert sub.bucket_size == 1 and sub.max_buckets == 64 * 1024 // (8 + 2 * 4)
+    stream.ingest(ramp_block(0, 10_000, 2))
+    ends = []
+    while sub.index < 10_000:
+        raw, skipped = sub.build_frame(max_backlog_rows=1_000_000)
+        assert skipped == 0 and len(raw) <= 64 * 1024 + 512
+        ends.append(decode(raw)["end_index"])
+    assert ends == [4096, 8192, 10_000]

@@ -88,6 +88,7 @@ class Subscription:
     bucket_size: int
     frame_interval_s: float
     index: int
+    max_buckets: int = 1 << 30
     seq: int = 0
     pending_missed: int = 0
     next_frame_at: float = 0.0
@@ -120,8 +121,8 @@ class Subscription:
             new_index -= new_index % self.bucket_size
             skipped += new_index - self.index
             self.index = new_index
-        # whole buckets only: read up to the last bucket boundary below the write index
-        end = buf.write_index
+        # whole buckets only, at most max_buckets: the rest goes in the next frame
+        end = min(buf.write_index, self.index + self.max_buckets * self.bucket_size)
         end -= end % self.bucket_size
         if end <= self.index:
             self.pending_missed += skipped
@@ -331,12 +332,15 @@ class LiveHub:
         bucket = max(1, int(rate // display))
         start = stream.buffer.write_index
         start -= start % bucket
+        # bytes per bucket: t_ns plus one float32 per column (raw) or two (min and max)
+        per_bucket = 8 + 4 * len(columns) * (1 if bucket == 1 else 2)
         return Subscription(
             stream=stream,
             columns=np.asarray(columns, dtype=np.intp),
             bucket_size=bucket,
             frame_interval_s=1.0 / fps_v,
             index=start,
+            max_buckets=max(1, self.config.max_frame_bytes // per_bucket),
         )
 
     async def run_subscription(self, sub: Subscription, send: SendBytes) -> None:

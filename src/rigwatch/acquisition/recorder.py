@@ -475,7 +475,8 @@ class SegmentRecorder:
 
         ``state`` is ``"idle"``, ``"recording"``, ``"error"`` (last write failed; retrying),
         ``"finished"`` (the stream ended and the last segment is closed) or ``"stopped"``.
-        ``bytes_written`` counts closed segments plus the open segment's Parquet bytes so far.
+        ``bytes_written`` counts closed segments plus the open segment's bytes on disk so far
+        (its temporary Parquet file and its journal).
         """
         with self._lock:
             return {
@@ -637,7 +638,8 @@ class SegmentRecorder:
     def _flush(self) -> None:
         if self._seg is not None:
             self._seg.flush()
-            size = _size(self._seg.tmp)
+            # the open segment's rows are on disk in its journal until row groups are written
+            size = _size(self._seg.tmp) + _size(self._seg.journal)
             with self._lock:
                 self._open_bytes = size
         self._pending_since = None

@@ -199,7 +199,14 @@ class LiveConfig(Strict):
     max_backlog_s: float = Field(
         default=2.0, gt=0, description="A client further behind than this skips ahead (counted)."
     )
-    max_message_bytes: int = Field(default=64 * 1024, ge=256)
+    max_message_bytes: int = Field(
+        default=64 * 1024, ge=256, description="Largest message a client may send."
+    )
+    max_frame_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest data frame sent; more rows wait for the next frame.",
+    )
 
 
 class PressurePushConfig(Strict):
