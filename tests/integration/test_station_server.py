@@ -208,3 +208,22 @@ def test_pressure_push_sends_calibrated_value(tmp_path: Path):
                     break
         assert set(msg) == {"pressure"}
         assert msg["pressure"] == pytest.approx(-25.7, abs=1e-4)
+
+
+def test_a_corrupt_recording_is_listed_with_its_error_and_refused_clearly(running):
+    station, dev, addr = running
+    dev.blocks.put(ramp_block(0, 100, 2))
+    dev.blocks.put(None)
+    assert station.streams["dev"].wait_finished(10)
+    good = station.save_buffers()[0]
+    bad = station.recordings_dir / "dev_truncated.parquet"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    base = f"http://{addr}/api"
+    files = {f["filename"]: f for f in httpx.get(f"{base}/parquet_files").json()["files"]}
+    assert files[good.name]["rows"] == 100 and not files[good.name].get("error")
+    assert files[bad.name]["error"]
+    r = httpx.get(f"{base}/parquet_data/{bad.name}")
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert bad.name in r.json()["detail"]
+    assert httpx.get(f"{base}/parquet_data/{good.name}").status_code == 200  # still served
+    assert httpx.get(f"{base}/status").json()["errors"]["http.rejected_request"] >= 1
