@@ -90,3 +90,48 @@ def test_a_blocking_listener_cannot_be_installed_to_slow_others_by_exception():
     engine.stop()
     assert engine.streams["dev"].stats.rows == 2
     assert counters.get("engine.listener_error") >= 1
+
+
+class FlakyStartDevice(ListDevice):
+    """Fails to start ``failures`` times (a serial port not plugged in yet), then works."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__("flaky")
+        self.failures = failures
+        self.attempts = 0
+        self.tried = threading.Event()
+
+    def start(self) -> None:
+        self.attempts += 1
+        self.tried.set()
+        if self.attempts <= self.failures:
+            raise DeviceError(f"cannot open /dev/ttyACM0 (attempt {self.attempts})")
+        super().start()
+
+
+def test_a_device_that_fails_to_start_is_retried_while_others_run():
+    flaky, good = FlakyStartDevice(failures=2), ListDevice("good")
+    counters = Counters()
+    engine = AcquisitionEngine([flaky, good], 100, counters, start_retry_s=0.01)
+    good.blocks.put(ramp_block(0, 4, 2))
+    good.blocks.put(None)
+    flaky.blocks.put(ramp_block(0, 3, 2))
+    flaky.blocks.put(None)
+    engine.start()
+    assert engine.streams["good"].wait_finished(5)
+    assert engine.streams["flaky"].wait_finished(5)
+    engine.stop()
+    assert flaky.attempts == 3
+    assert counters.get("device.flaky.start_error") == 2
+    assert "attempt 2" in counters.last_messages()["device.flaky.start_error"]
+    assert engine.streams["flaky"].stats.rows == 3 and engine.streams["good"].stats.rows == 4
+
+
+def test_stop_ends_a_device_that_never_starts():
+    never = FlakyStartDevice(failures=10**9)
+    engine = AcquisitionEngine([never], 100, Counters(), start_retry_s=0.01)
+    engine.start()
+    assert never.tried.wait(5)
+    engine.stop()
+    assert engine.streams["flaky"].state == "stopped"
+    assert engine.streams["flaky"].stats.last_error.startswith("cannot open")

@@ -46,8 +46,9 @@ class DeviceStream:
         info: the device's :class:`StreamInfo`; values in ``buffer`` are calibrated with it.
         buffer: the device's :class:`RingBuffer` of calibrated float32 rows.
         stats: :class:`StreamStats`.
-        state: ``"idle"``, ``"running"``, ``"finished"`` (a finite source ended),
-            ``"failed"`` or ``"stopped"``.
+        state: ``"idle"``, ``"starting"``, ``"retrying"`` (the device failed to start and is
+            tried again), ``"running"``, ``"finished"`` (a finite source ended), ``"failed"``
+            or ``"stopped"``.
     """
 
     def __init__(self, device: AcquisitionDevice, capacity_rows: int, counters: Counters) -> None:
@@ -140,6 +141,9 @@ class AcquisitionEngine:
         read_timeout_s: how long one ``read_block`` call may wait.
         max_consecutive_errors: a device failing this many reads in a row is stopped
             (state ``"failed"``); each failure is counted and logged.
+        start_retry_s: first wait before retrying a device that failed to start (a serial port
+            not plugged in yet); doubles up to ``max_start_retry_s``. Other devices run
+            meanwhile.
     """
 
     def __init__(
@@ -149,6 +153,8 @@ class AcquisitionEngine:
         counters: Counters,
         read_timeout_s: float = 0.5,
         max_consecutive_errors: int = 50,
+        start_retry_s: float = 0.5,
+        max_start_retry_s: float = 10.0,
     ) -> None:
         self.counters = counters
         self.streams: dict[str, DeviceStream] = {}
@@ -159,32 +165,42 @@ class AcquisitionEngine:
             self.streams[stream.name] = stream
         self._read_timeout_s = read_timeout_s
         self._max_errors = max_consecutive_errors
+        self._start_retry_s = start_retry_s
+        self._max_start_retry_s = max_start_retry_s
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        """Start every device and its acquisition thread.
+        """Start one acquisition thread per device; each thread starts its device.
 
-        Raises:
-            DeviceError: a device could not start (devices already started are stopped).
+        A device that fails to start does not stop the others: its failure is counted
+        (``device.<name>.start_error``), shown in its stream's ``stats.last_error`` and state
+        ``"retrying"``, and the start is tried again with a growing wait.
         """
-        started: list[DeviceStream] = []
-        try:
-            for stream in self.streams.values():
-                stream.device.start()
-                started.append(stream)
-        except Exception:
-            for s in started:
-                s.device.stop()
-            raise
         self._stop.clear()
         for stream in self.streams.values():
-            stream.state = "running"
+            stream.state = "starting"
             t = threading.Thread(
                 target=self._run, args=(stream,), name=f"acq-{stream.name}", daemon=True
             )
             self._threads.append(t)
             t.start()
+
+    def _start_device(self, stream: DeviceStream) -> bool:
+        wait = self._start_retry_s
+        while not self._stop.is_set():
+            try:
+                stream.device.start()
+                return True
+            except Exception as exc:
+                stream.state = "retrying"
+                stream.stats.device_errors += 1
+                stream.stats.last_error = str(exc)
+                self.counters.inc(f"device.{stream.name}.start_error", message=str(exc))
+                log.warning("%s: cannot start (retrying in %.1f s): %s", stream.name, wait, exc)
+                self._stop.wait(wait)
+                wait = min(wait * 2, self._max_start_retry_s)
+        return False
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop acquisition threads and devices; idempotent."""
@@ -197,10 +213,14 @@ class AcquisitionEngine:
                 stream.device.stop()
             except Exception:
                 log.exception("stopping %s failed", stream.name)
-            if stream.state == "running":
+            if stream.state in ("running", "starting", "retrying"):
                 stream._finish("stopped")
 
     def _run(self, stream: DeviceStream) -> None:
+        if not self._start_device(stream):
+            stream._finish("stopped")
+            return
+        stream.state = "running"
         errors_in_row = 0
         while not self._stop.is_set():
             try:
