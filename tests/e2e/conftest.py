@@ -12,11 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +20,8 @@ from typing import Any
 import httpx
 import msgpack
 import pytest
+
+from support.process import StationProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -55,12 +52,6 @@ def _chromium_path() -> str | None:
     if os.access("/usr/bin/chromium", os.X_OK):
         return "/usr/bin/chromium"
     return shutil.which("chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _toml_str(value: object) -> str:
@@ -100,19 +91,20 @@ def browser(chromium_executable: str) -> Iterator[Any]:
 
 
 @dataclass
-class StationProcess:
-    base_url: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
+class E2EStation:
+    """The station under test: its process, URL, recordings folder and devices."""
+
+    process: StationProcess
     recordings: Path
     name: str = STATION_NAME
     devices: dict[str, list[str]] = field(default_factory=dict)
 
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return "(no log)"
+    @property
+    def base_url(self) -> str:
+        return self.process.base_url
+
+    def log_tail(self, lines: int = 60) -> str:
+        return self.process.output(lines)
 
 
 def _write_config(path: Path, recordings: Path) -> dict[str, list[str]]:
@@ -165,8 +157,7 @@ channels = [
 
 
 @pytest.fixture(scope="module")
-def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationProcess]:
-    """``rigwatch station run`` as a subprocess on a free port; stopped after the module."""
+def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStation]:
     for f in (CWRU_12K, CWRU_48K):
         if not f.is_file():
             pytest.fail(f"test data missing: {f}", pytrace=False)
@@ -174,48 +165,17 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationProcess
     recordings = tmp / "recordings"
     config = tmp / "station.toml"
     devices = _write_config(config, recordings)
-    port = _free_port()
-    log_path = tmp / "station.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rigwatch", "station", "run", str(config), "--port", str(port)],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    st = StationProcess(f"http://127.0.0.1:{port}", proc, log_path, recordings, devices=devices)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"station exited with code {proc.returncode} before answering:\n"
-                    f"{st.log_tail()}",
-                    pytrace=False,
-                )
-            try:
-                r = httpx.get(f"{st.base_url}/api/hello", timeout=1.0)
-                if r.status_code == 200 and r.json().get("station") == STATION_NAME:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"station did not answer /api/hello within {STARTUP_TIMEOUT_S:.0f} s:\n"
-                    f"{st.log_tail()}",
-                    pytrace=False,
-                )
-            time.sleep(0.1)
+        process = StationProcess(config, timeout_s=STARTUP_TIMEOUT_S)
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    st = E2EStation(process, recordings, devices=devices)
+    try:
+        hello = httpx.get(f"{st.base_url}/api/hello", timeout=10).json()
+        assert hello["station"] == STATION_NAME
         yield st
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        process.stop(timeout_s=15)
 
 
 class WsSpy:
@@ -278,7 +238,7 @@ class PageSession:
 
 @pytest.fixture
 def live_page(
-    browser: Any, station: StationProcess, artifacts_dir: Path, request: pytest.FixtureRequest
+    browser: Any, station: E2EStation, artifacts_dir: Path, request: pytest.FixtureRequest
 ) -> Iterator[PageSession]:
     """A 1400x900 page on the station; a screenshot is saved when the test fails."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})

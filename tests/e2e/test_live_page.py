@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-# Fixtures (tests/e2e/conftest.py): ``station`` is a StationProcess, ``live_page`` a PageSession.
-StationProcess = Any
+# Fixtures (tests/e2e/conftest.py): ``station`` is an E2EStation, ``live_page`` a PageSession.
+E2EStation = Any
 PageSession = Any
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +78,7 @@ def no_page_errors(s: PageSession) -> None:
 
 
 def test_live_chart_draws_real_data(
-    live_page: PageSession, station: StationProcess, artifacts_dir: Path
+    live_page: PageSession, station: E2EStation, artifacts_dir: Path
 ) -> None:
     page = live_page.page
     expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "open")
@@ -159,7 +159,7 @@ def test_channel_picker_and_device_selector_resubscribe(
 
 
 def test_recorded_segment_plots_and_downloads(
-    live_page: PageSession, station: StationProcess, artifacts_dir: Path
+    live_page: PageSession, station: E2EStation, artifacts_dir: Path
 ) -> None:
     page = live_page.page
     rows = page.get_by_test_id("recordings-list").get_by_test_id("recording-row")

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
+import msgpack
 import numpy as np
 import pyarrow.parquet as pq
+from websockets.sync.client import connect
 
 from rigwatch.config import load_config
 from rigwatch.station import Station
-from support.server import free_port
+from support.process import StationProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 IR = ROOT / "data" / "cwru" / "1797_IR_7_DE12.npz"
@@ -43,28 +41,20 @@ pace = "realtime"
 loop = true
 """
     )
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rigwatch", "station", "run", str(cfg), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    station = StationProcess(cfg)
     try:
-        deadline = time.monotonic() + 60
-        rows_at_status = 0
-        while rows_at_status < 2 * RATE:  # at least 2 s acquired and journalled
-            assert time.monotonic() < deadline, "station did not record"
-            assert proc.poll() is None, "station exited"
-            try:
-                st = httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=2).json()
-                rows_at_status = st["devices"][0]["rows"]
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)  # polling interval of an external process, not synchronisation
-        os.kill(proc.pid, signal.SIGKILL)
+        with connect(f"ws://127.0.0.1:{station.port}/ws") as ws:
+            ws.send(msgpack.packb({"type": "subscribe", "device": "ir", "display_rate_hz": 100}))
+            acquired = 0
+            while acquired < 2 * RATE:  # at least 2 s acquired (and journalled by now)
+                m = msgpack.unpackb(ws.recv(timeout=30), raw=False)
+                if m["type"] == "data":
+                    acquired = m["end_index"]
+        rows_at_status = httpx.get(f"{station.base_url}/api/status").json()["devices"][0]["rows"]
+        station.kill()
     finally:
-        proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
+        station.kill()
+    assert station.proc.returncode == -signal.SIGKILL
     rec = tmp_path / "rec"
     assert not list(rec.glob("ir_*.parquet"))  # the only segment was still open
     assert list(rec.glob(".*"))  # its journal and temporary file are there
