@@ -106,17 +106,22 @@ def test_stop_during_the_wait_returns_none_and_restart_rewinds() -> None:
 
 
 def test_default_sleep_is_cut_short_by_stop() -> None:
-    stream = PacedStream("d", 1.0)  # the first 10 rows are due 9 s after start
+    entered = threading.Event()
+
+    def clock() -> float:  # the pacer reads the clock once the reader is past its checks
+        entered.set()
+        return time.monotonic()
+
+    stream = PacedStream("d", 1.0, clock=clock)  # the first 10 rows are due 9 s after start
     stream.start()
+    entered.clear()
     result: list[int | None] = []
     reader = threading.Thread(target=lambda: result.append(stream.next_range(10, 30.0)))
-    began = time.monotonic()
     reader.start()
-    time.sleep(0.05)
-    stream.stop()
+    assert entered.wait(5.0)
+    stream.stop()  # sets the wake event: a wait in progress or about to begin returns at once
     reader.join(5.0)
-    assert not reader.is_alive()
+    assert not reader.is_alive()  # it did not wait out its 30 s
     assert result == [None]
-    assert time.monotonic() - began < 5.0
     stream.start()  # the wake event is cleared again: waits run their course
     assert stream.next_range(10, 0.02) is None

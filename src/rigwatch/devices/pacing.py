@@ -6,13 +6,24 @@ delivered now? Sample ``i`` (counted from :meth:`Pacer.start`) is due at
 and never drifts, however long the run and however the reads are timed. A block is due when its
 last sample is.
 
+A :class:`PacedStream` is the running state shared by devices that produce regularly sampled
+blocks on demand (replay, sim): the pacer, a wake event that :meth:`PacedStream.stop` sets to cut
+a wait short, the running flag, the absolute index of the next row and the wall-clock time of
+row 0. A device composes one and keeps only what is its own (where the rows come from).
+
 The clock and the sleep function are injectable, so pacing can be tested without sleeping.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+
+import numpy as np
+
+from rigwatch.devices.protocols import Block, regular_timestamps_ns
+from rigwatch.errors import DeviceError
 
 Clock = Callable[[], float]
 """Monotonic seconds (like :func:`time.monotonic`)."""
@@ -100,3 +111,121 @@ class Pacer:
             return False
         self._sleep(pause)
         return self.due_in(end_index) <= 0
+
+
+class PacedStream:
+    """Start/stop state, pacing and timestamps of a regularly sampled block source.
+
+    A device's ``read_block`` asks :meth:`next_range` when its next ``rows`` rows are due,
+    produces them, and hands them to :meth:`deliver`, which stamps them and advances
+    :attr:`position`::
+
+        start = stream.next_range(rows, timeout_s)
+        if start is None:
+            return None
+        return stream.deliver(start, produce(start, rows))
+
+    Args:
+        label: how errors name the device, e.g. ``"sim device 'rig1'"``.
+        rate_hz: samples per second, > 0.
+        realtime: ``True`` to pace rows against the clock (``pace="realtime"``); ``False``
+            delivers every block as soon as it is asked for.
+        clock: monotonic seconds (default :func:`time.monotonic`).
+        sleep: how :meth:`next_range` waits (default: an interruptible wait that :meth:`stop`
+            cuts short).
+
+    Raises:
+        ValueError: ``rate_hz`` is not positive.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        rate_hz: float,
+        *,
+        realtime: bool = True,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self.label = label
+        self._wake = threading.Event()
+        self.pacer = Pacer(
+            rate_hz,
+            realtime=realtime,
+            clock=clock,
+            sleep=sleep if sleep is not None else self._wake.wait,
+        )
+        self.rate_hz = self.pacer.rate_hz
+        self._running = False
+        self._index = 0
+        self._t0_ns = 0
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._running
+
+    @property
+    def position(self) -> int:
+        """Absolute index of the next row to deliver, counted from :meth:`start`."""
+        return self._index
+
+    @property
+    def t0_ns(self) -> int:
+        """Wall-clock time of row 0 (``time.time_ns()`` at :meth:`start`), ns since the epoch."""
+        return self._t0_ns
+
+    def start(self) -> None:
+        """Start (or restart) at row 0: rewind, stamp row 0 now, start pacing from now."""
+        self._index = 0
+        self._wake.clear()
+        self._t0_ns = time.time_ns()
+        self.pacer.start()
+        self._running = True
+
+    def stop(self) -> None:
+        """Stop; wakes a :meth:`next_range` waiting for its rows. Idempotent."""
+        self._running = False
+        self._wake.set()
+
+    def check_running(self) -> None:
+        """Raise unless started.
+
+        Raises:
+            DeviceError: ``"<label> is not started"``.
+        """
+        if not self._running:
+            raise DeviceError(f"{self.label} is not started")
+
+    def next_range(self, rows: int, timeout_s: float) -> int | None:
+        """Wait (at most ``timeout_s``) until rows ``position .. position + rows`` are due.
+
+        Returns:
+            their absolute start index (:attr:`position`), or ``None`` if they are not due
+            within ``timeout_s`` or the stream was stopped meanwhile.
+
+        Raises:
+            DeviceError: not started.
+        """
+        self.check_running()
+        start = self._index
+        if not self.pacer.wait(start + rows, timeout_s) or not self._running:
+            return None
+        return start
+
+    def timestamps(self, start: int, rows: int) -> np.ndarray:
+        """``(rows,)`` int64 ns stamps of rows ``start .. start + rows``
+        (:func:`~rigwatch.devices.protocols.regular_timestamps_ns` from :attr:`t0_ns`)."""
+        return regular_timestamps_ns(self._t0_ns, start, rows, self.rate_hz)
+
+    def deliver(self, start: int, data: np.ndarray) -> Block:
+        """Stamp ``data`` (``(rows, channels)`` float32, rows from ``start``) and advance
+        :attr:`position` past it.
+
+        Returns:
+            ``Block(data, timestamps(start, rows))``; ``data`` is not copied.
+        """
+        rows = int(data.shape[0])
+        block = Block(data=data, timestamps_ns=self.timestamps(start, rows))
+        self._index = start + rows
+        return block

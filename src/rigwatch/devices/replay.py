@@ -10,22 +10,14 @@ looping without a seam.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from fractions import Fraction
 
 import numpy as np
 
 from rigwatch.acquisition.formats import Recording, read_recording
 from rigwatch.config.station import ReplayDeviceConfig
-from rigwatch.devices.pacing import Clock, Pacer, Sleep
-from rigwatch.devices.protocols import (
-    Block,
-    ChannelInfo,
-    EndOfStream,
-    StreamInfo,
-    regular_timestamps_ns,
-)
+from rigwatch.devices.pacing import Clock, PacedStream, Sleep
+from rigwatch.devices.protocols import Block, ChannelInfo, EndOfStream, StreamInfo
 from rigwatch.errors import DeviceError, FormatError
 
 log = logging.getLogger(__name__)
@@ -138,16 +130,13 @@ class ReplayDevice:
             },
         )
         self._block_rows = max(1, round(config.block_duration_s * rate))
-        self._wake = threading.Event()
-        self._pacer = Pacer(
+        self._stream = PacedStream(
+            f"replay device {config.name!r}",
             rate,
             realtime=config.pace == "realtime",
             clock=clock,
-            sleep=sleep if sleep is not None else self._wake.wait,
+            sleep=sleep,
         )
-        self._running = False
-        self._index = 0
-        self._t0_ns = 0
 
     @classmethod
     def from_config(cls, config: ReplayDeviceConfig) -> ReplayDevice:
@@ -184,7 +173,7 @@ class ReplayDevice:
     @property
     def position(self) -> int:
         """Absolute index of the next sample to deliver (counts across loops)."""
-        return self._index
+        return self._stream.position
 
     def describe(self) -> StreamInfo:
         """Device name, driver ``"replay"``, the (achieved) sample rate and the channels;
@@ -193,11 +182,7 @@ class ReplayDevice:
 
     def start(self) -> None:
         """Start (or restart) playback from the recording's first sample."""
-        self._index = 0
-        self._wake.clear()
-        self._t0_ns = time.time_ns()
-        self._pacer.start()
-        self._running = True
+        self._stream.start()
         log.info(
             "replay %s started: %s, %d samples at %g Hz, pace=%s, loop=%s",
             self._info.device,
@@ -210,8 +195,7 @@ class ReplayDevice:
 
     def stop(self) -> None:
         """Stop playback; wakes a :meth:`read_block` waiting for its block. Idempotent."""
-        self._running = False
-        self._wake.set()
+        self._stream.stop()
 
     def read_block(self, timeout_s: float) -> Block | None:
         """The next block, or ``None`` if it is not due within ``timeout_s`` (real-time pace).
@@ -224,24 +208,18 @@ class ReplayDevice:
             EndOfStream: not looping and every sample was delivered.
             DeviceError: the device is not started.
         """
-        if not self._running:
-            raise DeviceError(f"replay device {self._info.device!r} is not started")
-        n = self.samples
-        start = self._index
-        if self.config.loop:
-            rows = self._block_rows
-        else:
-            if start >= n:
-                raise EndOfStream(
-                    f"replay device {self._info.device!r}: end of {self._info.extra['source']}"
-                )
-            rows = min(self._block_rows, n - start)
-        if not self._pacer.wait(start + rows, timeout_s) or not self._running:
+        stream = self._stream
+        stream.check_running()  # before EndOfStream: a stopped device is not started
+        rows = self._block_rows
+        if not self.config.loop:
+            left = self.samples - stream.position
+            if left <= 0:
+                raise EndOfStream(f"{stream.label}: end of {self._info.extra['source']}")
+            rows = min(rows, left)
+        start = stream.next_range(rows, timeout_s)
+        if start is None:
             return None
-        data = self._rows(start, rows)
-        ts = regular_timestamps_ns(self._t0_ns, start, rows, self._rate)
-        self._index = start + rows
-        return Block(data=data, timestamps_ns=ts)
+        return stream.deliver(start, self._rows(start, rows))
 
     def _rows(self, start: int, rows: int) -> np.ndarray:
         """Rows ``start .. start + rows`` of the endlessly repeated recording, as a copy."""

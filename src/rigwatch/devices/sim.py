@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-import time
 
 import numpy as np
 
 from rigwatch.config.station import SimDeviceConfig
-from rigwatch.devices.pacing import Clock, Pacer, Sleep
-from rigwatch.devices.protocols import Block, ChannelInfo, StreamInfo, regular_timestamps_ns
+from rigwatch.devices.pacing import Clock, PacedStream, Sleep
+from rigwatch.devices.protocols import Block, ChannelInfo, StreamInfo
 from rigwatch.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -48,8 +46,8 @@ class SimDevice:
 
     Blocks hold ``round(block_duration_s * sample_rate_hz)`` rows (at least 1) of
     ``(rows, channels)`` float32; channels are named from ``config.channels`` or
-    ``ch0..ch{n-1}`` with unit ``"V"``. Pacing is that of the replay device (see
-    :class:`~rigwatch.devices.pacing.Pacer`).
+    ``ch0..ch{n-1}`` with unit ``"V"``. Pacing, start/stop and timestamps are those of the
+    replay device (see :class:`~rigwatch.devices.pacing.PacedStream`).
     """
 
     def __init__(
@@ -124,16 +122,13 @@ class SimDevice:
         self._chirp_w = np.empty((self._block_rows, nc), dtype=np.float64)
         self._chirp_f32 = np.empty((self._block_rows, nc), dtype=np.float32)
 
-        self._wake = threading.Event()
-        self._pacer = Pacer(
+        self._stream = PacedStream(
+            f"sim device {config.name!r}",
             self._rate,
             realtime=config.pace == "realtime",
             clock=clock,
-            sleep=sleep if sleep is not None else self._wake.wait,
+            sleep=sleep,
         )
-        self._running = False
-        self._index = 0
-        self._t0_ns = 0
 
     @classmethod
     def from_config(cls, config: SimDeviceConfig) -> SimDevice:
@@ -148,7 +143,7 @@ class SimDevice:
     @property
     def position(self) -> int:
         """Absolute index of the next sample to generate."""
-        return self._index
+        return self._stream.position
 
     def describe(self) -> StreamInfo:
         """Device name, driver ``"sim"``, rate and channels."""
@@ -156,12 +151,8 @@ class SimDevice:
 
     def start(self) -> None:
         """Start (or restart) generation at sample 0; noise generators are re-seeded."""
-        self._index = 0
         self._gens = [np.random.default_rng(self.config.seed + int(j)) for j in self._noise_cols]
-        self._wake.clear()
-        self._t0_ns = time.time_ns()
-        self._pacer.start()
-        self._running = True
+        self._stream.start()
         log.info(
             "sim %s started: %d channels at %g Hz, pace=%s",
             self._info.device,
@@ -172,8 +163,7 @@ class SimDevice:
 
     def stop(self) -> None:
         """Stop generating; wakes a waiting :meth:`read_block`. Idempotent."""
-        self._running = False
-        self._wake.set()
+        self._stream.stop()
 
     def read_block(self, timeout_s: float) -> Block | None:
         """The next block, or ``None`` when it is not due within ``timeout_s`` (real-time).
@@ -184,15 +174,10 @@ class SimDevice:
         Raises:
             DeviceError: the device is not started.
         """
-        if not self._running:
-            raise DeviceError(f"sim device {self._info.device!r} is not started")
-        start, rows = self._index, self._block_rows
-        if not self._pacer.wait(start + rows, timeout_s) or not self._running:
+        start = self._stream.next_range(self._block_rows, timeout_s)
+        if start is None:
             return None
-        data = self.generate(start)
-        ts = regular_timestamps_ns(self._t0_ns, start, rows, self._rate)
-        self._index = start + rows
-        return Block(data=data, timestamps_ns=ts)
+        return self._stream.deliver(start, self.generate(start))
 
     def generate(self, start: int) -> np.ndarray:
         """Samples ``start .. start + block_rows`` of every channel.
