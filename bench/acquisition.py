@@ -35,7 +35,7 @@ import numpy as np
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
-from _common import ROOT, StationProcess, machine_line, update_docs
+from _common import ROOT, machine_line, start_station, station_status, update_docs
 from scipy.signal import resample_poly
 
 CWRU = ROOT / "data" / "cwru"
@@ -158,7 +158,7 @@ def run_station(channels: int, rate_hz: int, seconds: float, clients: int, block
     with tempfile.TemporaryDirectory(prefix="rigwatch-bench-") as tmp:
         folder = Path(tmp)
         cfg = write_config(folder, channels, rate_hz, block_s)
-        station = StationProcess(cfg, folder / "station.log")
+        station = start_station(cfg)
         try:
             proc = psutil.Process(station.proc.pid)
             warm = asyncio.run(ws_clients(station.port, 1, 30, 1.0, 2000))  # warm up
@@ -168,7 +168,7 @@ def run_station(channels: int, rate_hz: int, seconds: float, clients: int, block
             live = asyncio.run(ws_clients(station.port, clients, 30, seconds, 2000))
             wall = time.monotonic() - t0
             cpu1 = proc.cpu_times()
-            status = station.status()
+            status = station_status(station)
         finally:
             rc = station.stop()
         cpu_cores = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall
