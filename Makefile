@@ -34,6 +34,7 @@ demo: setup
 
 test: setup chromium
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 	$(PY) -m pytest -q
 
 lint: setup
