@@ -87,3 +87,11 @@ def test_pressure_push_must_name_a_real_channel(tmp_path: Path):
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path):
     p = write(tmp_path, '[recorder]\ndirectory = "rec"\n' + SIM)
     assert load_config(p).recorder.directory == (tmp_path / "rec").resolve()
+
+
+def test_compression_level_needs_a_codec_that_has_levels(tmp_path: Path):
+    p = write(tmp_path, '[recorder]\ncodec = "snappy"\ncompression_level = 3\n' + SIM)
+    with pytest.raises(ConfigError, match=r"recorder: .*compression_level cannot be set"):
+        load_config(p)
+    p = write(tmp_path, '[recorder]\ncodec = "zstd"\ncompression_level = 9\n' + SIM)
+    assert load_config(p).recorder.compression_level == 9

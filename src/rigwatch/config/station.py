@@ -191,6 +191,12 @@ class RecorderConfig(Strict):
     )
     fsync: bool = True
 
+    @model_validator(mode="after")
+    def _level_needs_codec_with_levels(self) -> RecorderConfig:
+        if self.compression_level is not None and self.codec in ("snappy", "none"):
+            raise ValueError(f"compression_level cannot be set with codec {self.codec!r}")
+        return self
+
 
 class LiveConfig(Strict):
     default_fps: float = Field(default=30.0, gt=0, le=240)
