@@ -16,8 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
 from rigwatch.acquisition.engine import AcquisitionEngine, DeviceStream
+from rigwatch.acquisition.parquet_files import writer_options
 from rigwatch.acquisition.recorder import SegmentRecorder, recover, save_buffer_snapshot
 from rigwatch.config.station import RecorderConfig
 from rigwatch.counters import Counters
@@ -258,10 +260,11 @@ def test_layout_metadata_encodings_and_codec(tmp_path: Path, codec: str, expecte
             assert "BYTE_STREAM_SPLIT" in col.encodings
 
 
-def test_bad_codec_level_rejected_at_construction(tmp_path: Path) -> None:
-    stream, counters = make_stream()
-    with pytest.raises(RecorderError, match="compression_level"):
-        SegmentRecorder(stream, config(tmp_path, codec="snappy", compression_level=3), counters)
+def test_bad_codec_level_rejected_by_config_and_writer_options(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="compression_level"):
+        config(tmp_path, codec="snappy", compression_level=3)
+    with pytest.raises(RecorderError, match="compression_level"):  # snapshots, export, recovery
+        writer_options([], "snappy", 3)
 
 
 def test_name_collision_never_overwrites(tmp_path: Path) -> None:
