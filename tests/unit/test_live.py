@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 
 from rigwatch.acquisition.engine import DeviceStream
-from rigwatch.acquisition.live import LiveHub, decimate_minmax
+from rigwatch.acquisition.live import LiveHub, SubscriptionError, decimate_minmax
 from rigwatch.config.station import LiveConfig
 from rigwatch.counters import Counters
 from rigwatch.devices.protocols import Block
-from rigwatch.errors import ProtocolError
 from support.fakes import ListDevice, ramp_block
 
 
@@ -101,9 +100,9 @@ def test_buffer_overrun_is_reported_as_missed():
 )
 def test_bad_subscriptions_name_the_problem(kwargs, code):
     hub, _ = make_hub()
-    with pytest.raises(ProtocolError) as e:
+    with pytest.raises(SubscriptionError) as e:
         hub.make_subscription(**kwargs)
-    assert e.value.args[0] == code
+    assert e.value.code == code and e.value.message
 
 
 def test_identical_subscriptions_share_one_encoding_but_keep_their_own_seq():

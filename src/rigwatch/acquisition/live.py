@@ -56,6 +56,21 @@ def pack(message: dict) -> bytes:
     return msgpack.packb(message, use_bin_type=True)
 
 
+class SubscriptionError(ProtocolError):
+    """A subscribe request that cannot be served.
+
+    Attributes:
+        code: the ``error`` frame's code: ``unknown_device``, ``unknown_channel`` or
+            ``invalid_field`` (see ``docs/live-protocol.md``).
+        message: what was wrong with which field.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 def error_frame(code: str, message: str, **extra: object) -> bytes:
     """An ``error`` frame: ``code`` is machine-readable, ``message`` says what was wrong."""
     return pack({"type": "error", "code": code, "message": message, **extra})
@@ -297,12 +312,12 @@ class LiveHub:
         """Validate a subscribe request and create its subscription (not yet running).
 
         Raises:
-            ProtocolError: with ``args == (code, message)``; code ``unknown_device``,
-                ``unknown_channel`` or ``invalid_field``.
+            SubscriptionError: unknown device or channel, or an invalid rate; its ``code``
+                names which.
         """
         stream = self.streams.get(device)
         if stream is None:
-            raise ProtocolError(
+            raise SubscriptionError(
                 "unknown_device",
                 f"unknown device {device!r}; devices: {', '.join(sorted(self.streams))}",
             )
@@ -312,7 +327,7 @@ class LiveHub:
         else:
             unknown = [c for c in channels if c not in names]
             if unknown:
-                raise ProtocolError(
+                raise SubscriptionError(
                     "unknown_channel",
                     f"device {device!r} has no channel {', '.join(map(repr, unknown))}; "
                     f"channels: {', '.join(names)}",
@@ -323,9 +338,11 @@ class LiveHub:
         )
         fps_v = self.config.default_fps if fps is None else fps
         if not (math.isfinite(display) and display > 0):
-            raise ProtocolError("invalid_field", f"display_rate_hz must be > 0, got {display!r}")
+            raise SubscriptionError(
+                "invalid_field", f"display_rate_hz must be > 0, got {display!r}"
+            )
         if not (math.isfinite(fps_v) and 0 < fps_v <= self.config.max_fps):
-            raise ProtocolError(
+            raise SubscriptionError(
                 "invalid_field", f"fps must be in (0, {self.config.max_fps:g}], got {fps_v!r}"
             )
         rate = stream.info.sample_rate_hz

@@ -8,13 +8,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from rigwatch.config.station import DRIVER_NAMES, StationConfig
 from rigwatch.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
 
-# tags of discriminated unions (``driver = "..."``): pydantic puts them in an error's location
-UNION_TAGS = frozenset({"replay", "sim", "stm32", "nidaq"})
+# pydantic puts the tag of a discriminated union (``driver = "sim"``) in an error's location,
+# between the list index and the key; a user never wrote it, so it is left out
+UNION_TAGS = DRIVER_NAMES
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -64,8 +66,6 @@ def load_config(path: str | Path, model: type[M] | None = None) -> M:
             validation; the message names the file, the key and the reason.
     """
     if model is None:
-        from rigwatch.config.station import StationConfig
-
         model = StationConfig  # type: ignore[assignment]
     p = Path(path)
     try:

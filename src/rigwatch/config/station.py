@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -166,6 +166,13 @@ DeviceConfig = Annotated[
     ReplayDeviceConfig | SimDeviceConfig | Stm32DeviceConfig | NidaqDeviceConfig,
     Field(discriminator="driver"),
 ]
+
+DRIVER_NAMES: frozenset[str] = frozenset(
+    name
+    for model in get_args(get_args(DeviceConfig)[0])
+    for name in get_args(model.model_fields["driver"].annotation)
+)
+"""The ``driver`` values of :data:`DeviceConfig` (``"replay"``, ``"sim"``...)."""
 
 
 class ServerConfig(Strict):

@@ -28,9 +28,9 @@ from rigwatch.config.station import NidaqDeviceConfig
 from rigwatch.counters import Counters
 from rigwatch.devices.protocols import (
     Block,
-    ChannelInfo,
     EndOfStream,
     StreamInfo,
+    channel_infos,
     regular_timestamps_ns,
 )
 from rigwatch.errors import DeviceError
@@ -446,10 +446,7 @@ class NidaqDevice:
             device=config.name,
             driver="nidaq",
             sample_rate_hz=config.sample_rate_hz,
-            channels=tuple(
-                ChannelInfo(name=c.name, unit=c.unit, gain=c.gain, offset=c.offset)
-                for c in config.channels
-            ),
+            channels=channel_infos(config.channels),
             extra={
                 "physical_channels": config.physical_channels,
                 "terminal_config": config.terminal_config,

@@ -15,6 +15,7 @@ Conventions (see ``docs/architecture.md``):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -48,6 +49,25 @@ class ChannelInfo:
     def is_identity(self) -> bool:
         """True when calibration leaves raw values unchanged (gain 1, offset 0)."""
         return self.gain == 1.0 and self.offset == 0.0
+
+
+class ChannelSpec(Protocol):
+    """What a configured channel gives: name, unit and linear calibration (a ``[[channels]]``
+    entry of a device's config, :class:`rigwatch.config.station.ChannelConfig`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit(self) -> str: ...
+    @property
+    def gain(self) -> float: ...
+    @property
+    def offset(self) -> float: ...
+
+
+def channel_infos(specs: Iterable[ChannelSpec]) -> tuple[ChannelInfo, ...]:
+    """The :class:`ChannelInfo` of each configured channel, in order."""
+    return tuple(ChannelInfo(s.name, s.unit, s.gain, s.offset) for s in specs)
 
 
 @dataclass(frozen=True, slots=True)

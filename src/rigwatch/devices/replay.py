@@ -17,7 +17,13 @@ import numpy as np
 from rigwatch.acquisition.formats import Recording, read_recording
 from rigwatch.config.station import ReplayDeviceConfig
 from rigwatch.devices.pacing import Clock, PacedStream, Sleep
-from rigwatch.devices.protocols import Block, ChannelInfo, EndOfStream, StreamInfo
+from rigwatch.devices.protocols import (
+    Block,
+    ChannelInfo,
+    EndOfStream,
+    StreamInfo,
+    channel_infos,
+)
 from rigwatch.errors import DeviceError, FormatError
 
 log = logging.getLogger(__name__)
@@ -155,10 +161,7 @@ class ReplayDevice:
                 f"channels but {rec.source} has {rec.channels} "
                 f"({', '.join(rec.channel_names)})"
             )
-        return tuple(
-            ChannelInfo(name=c.name, unit=c.unit, gain=c.gain, offset=c.offset)
-            for c in self.config.channels
-        )
+        return channel_infos(self.config.channels)
 
     @property
     def samples(self) -> int:

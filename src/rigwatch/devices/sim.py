@@ -24,7 +24,7 @@ import numpy as np
 
 from rigwatch.config.station import SimDeviceConfig
 from rigwatch.devices.pacing import Clock, PacedStream, Sleep
-from rigwatch.devices.protocols import Block, ChannelInfo, StreamInfo
+from rigwatch.devices.protocols import Block, ChannelInfo, StreamInfo, channel_infos
 from rigwatch.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,7 @@ class SimDevice:
         self.config = config
         self._rate = float(config.sample_rate_hz)
         if config.channels is not None:
-            channels = tuple(
-                ChannelInfo(name=c.name, unit=c.unit, gain=c.gain, offset=c.offset)
-                for c in config.channels
-            )
+            channels = channel_infos(config.channels)
         else:
             assert config.channel_count is not None  # guaranteed by the config model
             channels = tuple(

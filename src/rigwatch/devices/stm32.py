@@ -35,7 +35,7 @@ import serial
 
 from rigwatch.config.station import Stm32DeviceConfig
 from rigwatch.counters import Counters
-from rigwatch.devices.protocols import Block, ChannelInfo, StreamInfo
+from rigwatch.devices.protocols import Block, StreamInfo, channel_infos
 from rigwatch.errors import DeviceError, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -369,10 +369,7 @@ class Stm32Device:
             device=config.name,
             driver="stm32",
             sample_rate_hz=config.sample_rate_hz,
-            channels=tuple(
-                ChannelInfo(name=c.name, unit=c.unit, gain=c.gain, offset=c.offset)
-                for c in config.channels
-            ),
+            channels=channel_infos(config.channels),
             extra={"port": config.port, "baudrate": str(config.baudrate)},
         )
         self._prefix = f"stm32.{config.name}."

@@ -25,7 +25,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rigwatch import __version__
-from rigwatch.acquisition.live import LiveHub, Subscription, error_frame, pack
+from rigwatch.acquisition.live import (
+    LiveHub,
+    Subscription,
+    SubscriptionError,
+    error_frame,
+    pack,
+)
 from rigwatch.acquisition.parquet_files import (
     UnknownChannel,
     UnsafePath,
@@ -33,7 +39,7 @@ from rigwatch.acquisition.parquet_files import (
     query_recording,
     safe_recording_path,
 )
-from rigwatch.errors import ProtocolError, RecorderError
+from rigwatch.errors import RecorderError
 from rigwatch.station import MODES, Station
 from rigwatch.web.problems import install_problem_handlers
 
@@ -295,9 +301,8 @@ def create_app(station: Station, manage_station: bool = True) -> FastAPI:
                     first = exc.errors(include_url=False)[0]
                     field = ".".join(str(p) for p in first["loc"])
                     await reject("invalid_field", f"{mtype}.{field}: {first['msg']}")
-                except ProtocolError as exc:
-                    code, message = exc.args
-                    await reject(code, message)
+                except SubscriptionError as exc:
+                    await reject(exc.code, exc.message)
         except WebSocketDisconnect:
             pass
         finally:
