@@ -17,6 +17,7 @@ files (temporary Parquet, journals) and are never listed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -415,10 +416,36 @@ def list_recordings(directory: str | os.PathLike[str]) -> list[RecordingInfo]:
         if not path.is_file():
             continue
         try:
-            out.append(_describe_file(path))
+            st = path.stat()
         except OSError as exc:  # vanished or unreadable between scandir and stat
             log.warning("cannot stat recording %s: %s", path, exc)
+            continue
+        info = _describe_cached(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        out.append(dataclasses.replace(info, channels=list(info.channels), units=list(info.units)))
     return out
+
+
+_DESCRIBED: dict[tuple[str, int, int, int], RecordingInfo] = {}
+_DESCRIBED_MAX = 100_000
+
+
+def _describe_cached(path: str, size: int, mtime_ns: int, inode: int) -> RecordingInfo:
+    """:func:`_describe_file`, read once per version of a file.
+
+    Segments appear by atomic rename and are never rewritten in place, so a file with the same
+    name, size, modification time and inode holds the same footer: listing a folder of a
+    day's segments reads only the new ones. A file that could not be read is not remembered,
+    so a passing I/O error is not listed forever.
+    """
+    key = (path, size, mtime_ns, inode)
+    info = _DESCRIBED.get(key)
+    if info is None:
+        info = _describe_file(Path(path))
+        if info.error is None:
+            if len(_DESCRIBED) >= _DESCRIBED_MAX:
+                _DESCRIBED.pop(next(iter(_DESCRIBED)))
+            _DESCRIBED[key] = info
+    return info
 
 
 def safe_recording_path(directory: str | os.PathLike[str], filename: str) -> Path:
