@@ -21,32 +21,28 @@ def free_port() -> int:
 
 @contextmanager
 def serve(station: Station) -> Iterator[str]:
-    """Run ``station`` behind uvicorn in a thread; yield its base URL; stop it after."""
-    port = free_port()
+    """Run ``station`` behind uvicorn in a thread; yield its address; stop it after.
+
+    The listening socket is bound before uvicorn starts, so a client may connect at once: its
+    connection waits in the socket's backlog until the app has started (no readiness polling).
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(station),
-            host="127.0.0.1",
-            port=port,
             log_level="warning",
             ws_max_size=1 << 20,
             ws_per_message_deflate=False,
         )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    started = threading.Event()
-
-    def wait_started() -> None:
-        while not server.started and thread.is_alive():
-            started.wait(0.01)
-
-    waiter = threading.Thread(target=wait_started)
-    waiter.start()
-    waiter.join(20)
-    assert server.started, "server did not start"
     try:
         yield f"127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(20)
+        sock.close()
