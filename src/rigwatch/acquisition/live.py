@@ -267,7 +267,6 @@ class LiveHub:
         self.config = config
         self.counters = counters
         self.stats = HubStats()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._events: dict[str, asyncio.Event] = {}
         self._wake_pending: dict[str, bool] = {}
         self._listeners: dict[str, Callable[[int], None]] = {}
@@ -276,7 +275,6 @@ class LiveHub:
     # -- wiring to the engine (listeners run on acquisition threads) ------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start receiving new-data notices from every stream, delivered on ``loop``."""
-        self._loop = loop
         for name, stream in self.streams.items():
             self._events[name] = asyncio.Event()
             self._wake_pending[name] = False

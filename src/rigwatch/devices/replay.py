@@ -144,11 +144,6 @@ class ReplayDevice:
             sleep=sleep,
         )
 
-    @classmethod
-    def from_config(cls, config: ReplayDeviceConfig) -> ReplayDevice:
-        """Build a replay device from its configuration (same as ``ReplayDevice(config)``)."""
-        return cls(config)
-
     def _channels(self, rec: Recording) -> tuple[ChannelInfo, ...]:
         if self.config.channels is None:
             return tuple(

@@ -127,11 +127,6 @@ class SimDevice:
             sleep=sleep,
         )
 
-    @classmethod
-    def from_config(cls, config: SimDeviceConfig) -> SimDevice:
-        """Build a sim device from its configuration (same as ``SimDevice(config)``)."""
-        return cls(config)
-
     @property
     def block_rows(self) -> int:
         """Rows of a block."""
