@@ -9,29 +9,21 @@ push. The live protocol is documented in ``docs/live-protocol.md``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-import msgpack
 from fastapi import Body, FastAPI, HTTPException, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from rigwatch import __version__
-from rigwatch.acquisition.live import (
-    LiveHub,
-    Subscription,
-    SubscriptionError,
-    error_frame,
-    pack,
-)
+from rigwatch.acquisition.live import LiveHub
 from rigwatch.acquisition.parquet_files import (
     UnknownChannel,
     UnsafePath,
@@ -40,34 +32,13 @@ from rigwatch.acquisition.parquet_files import (
     safe_recording_path,
 )
 from rigwatch.errors import RecorderError
-from rigwatch.station import MODES, Station
+from rigwatch.station import Station
+from rigwatch.web.live_ws import LiveSession
 from rigwatch.web.problems import install_problem_handlers
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SubscribeMsg(_Msg):
-    type: Literal["subscribe"]
-    device: str
-    channels: list[str] | None = None
-    display_rate_hz: float | None = Field(default=None, gt=0)
-    fps: float | None = Field(default=None, gt=0)
-
-
-class UnsubscribeMsg(_Msg):
-    type: Literal["unsubscribe"]
-    device: str
-
-
-class SystemModeMsg(_Msg):
-    type: Literal["system_mode"]
-    mode: str | None = None
 
 
 class SaveBufferRequest(BaseModel):
@@ -76,9 +47,6 @@ class SaveBufferRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device: str | None = Field(default=None, description="Only this device (default: all).")
     last_n: int | None = Field(default=None, gt=0, description="Only the newest rows.")
-
-
-MESSAGE_TYPES = ("subscribe", "unsubscribe", "get_sensors", "system_mode", "ping")
 
 
 def create_app(station: Station, manage_station: bool = True) -> FastAPI:
@@ -201,115 +169,7 @@ def create_app(station: Station, manage_station: bool = True) -> FastAPI:
     @app.websocket("/ws")
     async def ws_live(ws: WebSocket) -> None:
         await ws.accept()
-        hub.stats.clients += 1
-        subs: dict[str, Subscription] = {}
-        lock = asyncio.Lock()
-
-        async def send(data: bytes) -> None:
-            async with lock:
-                await ws.send_bytes(data)
-
-        async def run(sub: Subscription) -> None:
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, ConnectionError):
-                await hub.run_subscription(sub, send)
-
-        async def reject(code: str, message: str) -> None:
-            counters.inc(f"ws.{code}", message=message)
-            await send(error_frame(code, message))
-
-        try:
-            while True:
-                msg = await ws.receive()
-                if msg["type"] == "websocket.disconnect":
-                    break
-                raw = msg.get("bytes")
-                text = msg.get("text")
-                size = len(raw) if raw is not None else len((text or "").encode())
-                if size > station.config.live.max_message_bytes:
-                    await reject(
-                        "oversized",
-                        f"message of {size} bytes exceeds the limit of "
-                        f"{station.config.live.max_message_bytes} bytes",
-                    )
-                    continue
-                try:
-                    obj = (
-                        msgpack.unpackb(raw, raw=False, strict_map_key=False)
-                        if raw is not None
-                        else json.loads(text or "")
-                    )
-                except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-                    kind = "MessagePack" if raw is not None else "JSON"
-                    await reject("malformed", f"message is not valid {kind}")
-                    continue
-                if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-                    await reject("malformed", "message must be a map with a string field 'type'")
-                    continue
-                mtype = obj["type"]
-                try:
-                    if mtype == "subscribe":
-                        m = SubscribeMsg.model_validate(obj)
-                        sub = hub.make_subscription(m.device, m.channels, m.display_rate_hz, m.fps)
-                        old = subs.pop(m.device, None)
-                        if old is not None and old.task is not None:
-                            old.task.cancel()
-                        await send(
-                            pack(
-                                {
-                                    "type": "subscribed",
-                                    "device": m.device,
-                                    "channels": sub.channel_names,
-                                    "units": [
-                                        sub.stream.info.channels[i].unit for i in sub.columns
-                                    ],
-                                    "sample_rate_hz": sub.stream.info.sample_rate_hz,
-                                    "bucket_size": sub.bucket_size,
-                                    "fps": 1.0 / sub.frame_interval_s,
-                                }
-                            )
-                        )
-                        sub.task = asyncio.create_task(run(sub))
-                        subs[m.device] = sub
-                    elif mtype == "unsubscribe":
-                        m2 = UnsubscribeMsg.model_validate(obj)
-                        old = subs.pop(m2.device, None)
-                        if old is not None and old.task is not None:
-                            old.task.cancel()
-                        await send(pack({"type": "unsubscribed", "device": m2.device}))
-                    elif mtype == "get_sensors":
-                        await send(pack({"type": "sensors", **station.sensors()}))
-                    elif mtype == "system_mode":
-                        m3 = SystemModeMsg.model_validate(obj)
-                        if m3.mode is not None:
-                            if m3.mode not in MODES:
-                                await reject(
-                                    "invalid_field",
-                                    f"mode must be one of {', '.join(MODES)}, got {m3.mode!r}",
-                                )
-                                continue
-                            station.set_mode(m3.mode)
-                        await send(pack({"type": "system_mode", "mode": station.mode}))
-                    elif mtype == "ping":
-                        await send(pack({"type": "pong"}))
-                    else:
-                        await reject(
-                            "unknown_type",
-                            f"unknown message type {mtype!r}; expected one of "
-                            f"{', '.join(MESSAGE_TYPES)}",
-                        )
-                except ValidationError as exc:
-                    first = exc.errors(include_url=False)[0]
-                    field = ".".join(str(p) for p in first["loc"])
-                    await reject("invalid_field", f"{mtype}.{field}: {first['msg']}")
-                except SubscriptionError as exc:
-                    await reject(exc.code, exc.message)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            for sub in subs.values():
-                if sub.task is not None:
-                    sub.task.cancel()
-            hub.stats.clients -= 1
+        await LiveSession(ws, hub, station).run()
 
     if push is not None:
 
