@@ -275,8 +275,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="finish within a minute")
     args = ap.parse_args()
     seconds = 6.0 if args.quick else 20.0
-    lat = run_station(64, 51_200, seconds, clients=20, block_s=1 / 30)
-    print(json.dumps(lat), flush=True)
+    # the tail of a 20 s run varies from run to run on a shared 2-core machine: repeat it
+    lat_runs = []
+    for _ in range(1 if args.quick else 5):
+        lat_runs.append(run_station(64, 51_200, seconds, clients=20, block_s=1 / 30))
+        print(json.dumps(lat_runs[-1]), flush=True)
+    lat_runs.sort(key=lambda r: r["live"]["p99_ms"])
+    lat = lat_runs[len(lat_runs) // 2]  # the run with the median p99
     ladder = (
         [(64, 51_200)] if args.quick else [(16, 51_200), (64, 51_200), (128, 51_200), (256, 51_200)]
     )
@@ -328,12 +333,15 @@ def main() -> None:
         ),
         "",
         f"Live latency, 20 clients at 30 frames/s, 64 x 51.2 kHz, blocks of 1/30 s, display "
-        f"2 000 points/s per channel (min/max): p50 **{lat['live']['p50_ms']:.2f} ms**, p99 "
+        f"2 000 points/s per channel (min/max), {len(lat_runs)} run(s) of {seconds:g} s; the "
+        f"run with the median p99: p50 **{lat['live']['p50_ms']:.2f} ms**, p99 "
         f"**{lat['live']['p99_ms']:.2f} ms** (target p99 < 10 ms), max "
         f"{lat['live']['max_ms']:.1f} ms; "
         f"{lat['live']['frames_per_client_per_s']:.1f} frames/s per client, "
         f"{lat['live']['missed_samples']} samples skipped, {lat['live']['seq_gaps']} sequence "
-        f"gaps; station CPU {lat['cpu_cores']} cores. The 20 clients share one Python "
+        f"gaps; station CPU {lat['cpu_cores']} cores. p99 of every run (ms): "
+        + ", ".join(f"{r['live']['p99_ms']:.1f}" for r in lat_runs)
+        + ". The 20 clients share one Python "
         "process whose garbage collector is paused while measuring (with it on, one 40-50 ms "
         "collection every ~20 s stalls all of them at once: a harness pause, not the "
         "station's).",
@@ -362,6 +370,7 @@ def main() -> None:
                 "samples_per_s": best_sps,
                 "ws_p50_ms": round(lat["live"]["p50_ms"], 3),
                 "ws_p99_ms": round(lat["live"]["p99_ms"], 3),
+                "ws_p99_ms_runs": [round(r["live"]["p99_ms"], 3) for r in lat_runs],
                 "cpu_cores_at_best": best["cpu_cores"] if best else None,
                 "parquet_bytes_per_sample": pq_rows[0]["recorder_bytes_per_sample"],
                 "parquet_default_bytes_per_sample": pq_rows[0]["default_bytes_per_sample"],
