@@ -32,14 +32,15 @@ chromium:
 demo: setup
 	$(VENV)/bin/rigwatch demo
 
-test: setup chromium
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+test: lint chromium
 	$(PY) -m pytest -q
 
+# style, the layers of docs/architecture.md, and the types of src/
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) bench/acquisition.py --quick

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from rigwatch.errors import RigwatchError
@@ -33,14 +35,26 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _logging(verbose: bool) -> None:
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _logging(level: str) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
-def _serve(config_path: Path, host: str | None, port: int | None, duration_s: float | None) -> None:
+def _serve(
+    config_path: Path,
+    host: str | None,
+    port: int | None,
+    duration_s: float | None,
+    *,
+    simulate: bool = False,
+    recordings: Path | None = None,
+    log_level: str = "info",
+) -> None:
     import uvicorn
 
     from rigwatch.config import load_config
@@ -49,7 +63,10 @@ def _serve(config_path: Path, host: str | None, port: int | None, duration_s: fl
 
     try:
         cfg = load_config(config_path)
-        station = Station(cfg)
+        if recordings is not None:
+            recorder = cfg.recorder.model_copy(update={"directory": recordings.resolve()})
+            cfg = cfg.model_copy(update={"recorder": recorder})
+        station = Station(cfg, simulate=simulate)
     except RigwatchError as exc:
         raise _fail(exc) from None
     host = host or cfg.server.host
@@ -60,22 +77,44 @@ def _serve(config_path: Path, host: str | None, port: int | None, duration_s: fl
             fastapi_app,
             host=host,
             port=port,
-            log_level="info",
+            log_level=log_level,
             ws_max_size=1 << 20,
             ws_per_message_deflate=False,
+            timeout_graceful_shutdown=cfg.server.shutdown_grace_s,
         )
     )
     if duration_s is not None:
         timer = threading.Timer(duration_s, lambda: setattr(server, "should_exit", True))
         timer.daemon = True
         timer.start()
+    simulated = " (hardware simulated)" if simulate else ""
     console.print(
-        f"[bold]rigwatch station[/] {cfg.name!r}: {len(cfg.devices)} device(s); "
+        f"[bold]rigwatch station[/] {cfg.name!r}: {len(cfg.devices)} device(s){simulated}; "
         f"page at http://{host}:{port}/ , API docs at http://{host}:{port}/docs , "
         f"recordings in {cfg.recorder.directory}",
         highlight=False,
     )
-    server.run()
+    _run_until_signal(server)
+
+
+def _run_until_signal(server: Any) -> None:
+    """Run uvicorn; a Ctrl-C (SIGINT) or SIGTERM is a clean stop: the station closes its
+    segments and the process exits 0. uvicorn re-raises the signal it caught once it has shut
+    down; the handlers installed here take it instead of the default ones (which would exit
+    130 or die by the signal)."""
+    caught: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        caught.append(signum)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        console.print(f"stopped by {signal.Signals(caught[0]).name}", highlight=False)
 
 
 @station_app.command("run")
@@ -86,11 +125,35 @@ def station_run(
     duration_s: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            "--simulate",
+            help="Replace every hardware device (NI-DAQ, STM32...) by its simulated twin.",
+        ),
+    ] = False,
+    recordings: Annotated[
+        Path | None, typer.Option(help="Override recorder.directory (where segments go).")
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option(help=f"Logging level: {', '.join(LOG_LEVELS)}.")
+    ] = "info",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Same as debug.")] = False,
 ) -> None:
     """Run a station: acquire, record, serve the API, the live WebSocket and the page."""
-    _logging(verbose)
-    _serve(config, host, port, duration_s)
+    level = "debug" if verbose else log_level.lower()
+    if level not in LOG_LEVELS:
+        raise _fail(ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}"))
+    _logging(level)
+    _serve(
+        config,
+        host,
+        port,
+        duration_s,
+        simulate=simulate,
+        recordings=recordings,
+        log_level=level,
+    )
 
 
 @app.command()
@@ -99,7 +162,7 @@ def demo(
     duration_s: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Replay real bearing-vibration recordings (CWRU) as live devices, record and serve them."""
-    _logging(False)
+    _logging("info")
     if not DEMO_CONFIG.is_file():
         raise _fail(FileNotFoundError(f"demo config not found at {DEMO_CONFIG}"))
     _serve(DEMO_CONFIG, None, port, duration_s)
@@ -114,9 +177,34 @@ def config_check(file: Annotated[Path, typer.Argument(help="TOML config file.")]
         cfg = load_config(file)
     except RigwatchError as exc:
         raise _fail(exc) from None
+    from rigwatch.devices.registry import drivers
+
+    known = drivers()
     console.print(f"[green]ok[/] {file}: station {cfg.name!r}", highlight=False)
     for d in cfg.devices:
-        console.print(f"  device {d.name!r} ({d.driver})", highlight=False)
+        driver = known.get(d.driver)
+        twin = " (simulated with --simulate)" if driver and driver.needs_hardware else ""
+        console.print(f"  device {d.name!r} ({d.driver}){twin}", highlight=False)
+
+
+@app.command("drivers")
+def drivers_list() -> None:
+    """List the installed device drivers (entry points 'rigwatch.drivers')."""
+    from rigwatch.devices.registry import drivers
+
+    try:
+        found = drivers()
+    except RigwatchError as exc:
+        raise _fail(exc) from None
+    table = Table("driver", "hardware", "module", "description")
+    for name, d in sorted(found.items()):
+        table.add_row(
+            name,
+            "yes (simulated twin)" if d.needs_hardware else "no",
+            d.config_model.__module__,
+            escape(d.description),
+        )
+    console.print(table)
 
 
 @recordings_app.command("list")
@@ -124,11 +212,11 @@ def recordings_list(
     directory: Annotated[Path, typer.Argument(help="Recordings folder.")] = Path("recordings"),
 ) -> None:
     """List recorded segments with device, rows, duration and size."""
-    from rigwatch.acquisition.parquet_files import list_recordings
+    from rigwatch.recordings.catalog import list_recordings
 
     table = Table(Column("file", overflow="fold"), "device", "rows", "duration s", "MB", "channels")
     for r in list_recordings(directory):
-        d = r.to_dict()
+        d = r.model_dump()
         if d.get("error"):
             table.add_row(d["filename"], "-", "-", "-", "-", f"[red]{d['error']}[/]")
             continue
@@ -154,7 +242,7 @@ def recordings_export(
     """Export a recording to CSV or Parquet, with a progress bar."""
     from rich.progress import Progress
 
-    from rigwatch.acquisition.parquet_files import export_recording
+    from rigwatch.recordings.export import export_recording
 
     if fmt not in ("csv", "parquet"):
         raise _fail(ValueError(f"--to must be csv or parquet, got {fmt!r}"))

@@ -1,7 +1,7 @@
 """Exception family of rigwatch.
 
 Every part raises a subclass of :class:`RigwatchError`, so callers can catch the family of the
-part they talk to (configuration, devices, file formats, recording) without catching bugs.
+part they talk to (configuration, devices, recordings, recording) without catching bugs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,11 @@ class DeviceError(RigwatchError):
     """A device could not be opened, configured or read."""
 
 
-class FormatError(RigwatchError):
+class RecordingError(RigwatchError):
+    """A recording file cannot be found, read, queried or exported."""
+
+
+class FormatError(RecordingError):
     """A recording file is truncated, of an unknown layout or holds the wrong dtype."""
 
 
@@ -32,3 +36,11 @@ class RecorderError(RigwatchError):
 
 class ProtocolError(RigwatchError):
     """A frame or message on a wire (serial line, WebSocket) is malformed."""
+
+
+class StationError(RigwatchError):
+    """A station refused a request (a mode change it does not allow...)."""
+
+
+class ModeRefused(StationError):
+    """A mode change that is not allowed; the message says why and what is allowed."""

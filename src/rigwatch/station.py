@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rigwatch.acquisition.engine import AcquisitionEngine, DeviceStream
 from rigwatch.acquisition.recorder import SegmentRecorder, recover, save_buffer_snapshot
 from rigwatch.config.station import StationConfig
 from rigwatch.counters import Counters
-from rigwatch.devices.factory import build_device
 from rigwatch.devices.protocols import AcquisitionDevice
+from rigwatch.devices.registry import DriverContext, build_device
+from rigwatch.modes import ModeMachine, ModeState
+from rigwatch.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
-
-MODES = ("monitoring", "test", "maintenance", "safe")
-
-
-def iso_utc(ns: int) -> str:
-    """ISO 8601 UTC text of a timestamp in ns since the Unix epoch (microsecond precision)."""
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 class Station:
@@ -37,6 +31,11 @@ class Station:
         devices: driver instances to use instead of building them from ``config.devices``
             (tests and benchmarks); their names must match nothing in particular.
         counters: shared counters; a new set when omitted.
+        simulate: build every hardware device's simulated twin instead of the device
+            (``rigwatch station run --simulate``).
+
+    Raises:
+        DeviceError: a device cannot be built (a replay file that does not load...).
     """
 
     def __init__(
@@ -44,11 +43,15 @@ class Station:
         config: StationConfig,
         devices: list[AcquisitionDevice] | None = None,
         counters: Counters | None = None,
+        *,
+        simulate: bool = False,
     ) -> None:
         self.config = config
         self.counters = counters or Counters()
+        self.simulated = simulate
         if devices is None:
-            devices = [build_device(d, self.counters) for d in config.devices]
+            ctx = DriverContext(counters=self.counters)
+            devices = [build_device(d, ctx, simulate=simulate) for d in config.devices]
         self.engine = AcquisitionEngine(devices, config.buffer.capacity_rows, self.counters)
         self.recorders: dict[str, SegmentRecorder] = {}
         if config.recorder.enabled:
@@ -56,7 +59,7 @@ class Station:
                 self.recorders[name] = SegmentRecorder(
                     stream, config.recorder, self.counters, station=config.name, start_index=0
                 )
-        self.mode = "monitoring"
+        self.modes = ModeMachine()
         self.started_monotonic: float | None = None
         self.recovered: list[Path] = []
 
@@ -93,16 +96,18 @@ class Station:
         for rec in self.recorders.values():
             rec.stop()
 
-    def set_mode(self, mode: str) -> str:
-        """Set the station's operating mode label.
+    @property
+    def mode(self) -> str:
+        """The current operating mode's name (see :mod:`rigwatch.modes`)."""
+        return self.modes.mode.value
+
+    def set_mode(self, mode: str) -> ModeState:
+        """Request a change of operating mode.
 
         Raises:
-            ValueError: ``mode`` is not one of :data:`MODES`.
+            ModeRefused: unknown mode or a change the transition table does not allow.
         """
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.mode = mode
-        return mode
+        return self.modes.request(mode)
 
     # -- views for the API -------------------------------------------------------------------
     def status(self, live: dict | None = None) -> dict:

@@ -10,9 +10,9 @@ import numpy as np
 from websockets.sync.client import connect
 
 from rigwatch.config.station import StationConfig
+from rigwatch.devices.mock import ListDevice, ramp_block
 from rigwatch.devices.protocols import ChannelInfo
 from rigwatch.station import Station
-from support.fakes import ListDevice, ramp_block
 from support.server import serve
 
 RATE_HZ = 1_000_000.0  # nominal: the backlog limit (0.2 s) is then 200 000 rows
@@ -23,7 +23,7 @@ BLOCKS = 200  # 4 M rows x 2 channels: 32 MB, more than loopback socket buffers 
 def test_stalled_client_skips_while_acquisition_recorder_and_others_keep_everything(
     tmp_path: Path,
 ):
-    cfg = StationConfig.model_validate(
+    cfg = StationConfig.from_dict(
         {
             "recorder": {"directory": str(tmp_path / "rec"), "segment_duration_s": 3600},
             "live": {"max_backlog_s": 0.2, "max_frame_bytes": 1 << 20},

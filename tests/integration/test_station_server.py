@@ -13,16 +13,16 @@ import pytest
 from websockets.sync.client import connect
 
 from rigwatch.config.station import StationConfig
+from rigwatch.devices.mock import ListDevice, ramp_block
 from rigwatch.devices.protocols import ChannelInfo
 from rigwatch.station import Station
-from support.fakes import ListDevice, ramp_block
 from support.server import serve
 
 
 def station_config(
     tmp_path: Path, device: str = "dev", channels: tuple[str, ...] = ("a", "b"), **extra
 ) -> StationConfig:
-    return StationConfig.model_validate(
+    return StationConfig.from_dict(
         {
             "name": "bench_a",
             "recorder": {"directory": str(tmp_path / "rec"), "segment_duration_s": 1.0},
@@ -137,15 +137,23 @@ def test_websocket_bad_messages_get_error_frames_and_are_counted(running):
         ws.send(json.dumps({"type": "subscribe", "device": "dev", "channels": ["zz"]}))
         assert recv(ws)["code"] == "unknown_channel"
         ws.send(json.dumps({"type": "system_mode", "mode": "warp"}))
-        assert recv(ws)["code"] == "invalid_field"
+        e = recv(ws)
+        assert e["code"] == "mode_refused" and "unknown mode 'warp'" in e["message"]
+        ws.send(json.dumps({"type": "system_mode", "mode": "safe"}))
+        e = recv(ws)
+        assert e["code"] == "mode_refused" and "interlocks" in e["message"]
         # the connection still works after all of that
         ws.send(json.dumps({"type": "system_mode", "mode": "test"}))
         assert recv(ws) == {"type": "system_mode", "mode": "test"}
+        ws.send(json.dumps({"type": "system_mode", "mode": "maintenance"}))
+        e = recv(ws)
+        assert e["code"] == "mode_refused" and "from test a station may go to" in e["message"]
         ws.send(json.dumps({"type": "ping"}))
         assert recv(ws) == {"type": "pong"}
     errors = httpx.get(f"http://{addr}/api/status").json()["errors"]
     assert errors["ws.unknown_type"] == 1 and errors["ws.malformed"] == 3
-    assert errors["ws.oversized"] == 1 and errors["ws.invalid_field"] == 2
+    assert errors["ws.oversized"] == 1 and errors["ws.invalid_field"] == 1
+    assert errors["ws.mode_refused"] == 3
     assert errors["ws.unknown_device"] == 1 and errors["ws.unknown_channel"] == 1
     assert station.mode == "test"
 

@@ -19,7 +19,7 @@ KEYS = ["P1", "P2", "T1", "THRUST"]
 def test_stm32_lines_reach_the_api_and_bad_lines_are_counted(tmp_path: Path):
     with Stm32Emulator(rate_hz=0, channels=KEYS, streaming=False) as board:
         tty = board.start()
-        cfg = StationConfig.model_validate(
+        cfg = StationConfig.from_dict(
             {
                 "name": "stand",
                 "recorder": {"directory": str(tmp_path / "rec")},

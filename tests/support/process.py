@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from support.server import free_port
@@ -21,12 +22,17 @@ class StationProcess:
     The process's output is read line by line by a thread (so the pipe never fills) and kept
     in :attr:`lines`; readiness is an event set when the line appears, not a polling loop.
 
+    Args:
+        config: the station's TOML file.
+        timeout_s: how long to wait for readiness.
+        args: more arguments of ``rigwatch station run`` (``--simulate``...).
+
     Raises:
         RuntimeError: the process exited or was not ready within ``timeout_s``; the message
             holds its output.
     """
 
-    def __init__(self, config: Path, timeout_s: float = 60.0) -> None:
+    def __init__(self, config: Path, timeout_s: float = 60.0, args: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
@@ -42,6 +48,7 @@ class StationProcess:
                 str(config),
                 "--port",
                 str(self.port),
+                *args,
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,

@@ -32,7 +32,7 @@ def test_recordings_list_and_export_to_csv(tmp_path: Path):
     from rigwatch.acquisition.engine import DeviceStream
     from rigwatch.acquisition.recorder import save_buffer_snapshot
     from rigwatch.counters import Counters
-    from support.fakes import ListDevice, ramp_block
+    from rigwatch.devices.mock import ListDevice, ramp_block
 
     stream = DeviceStream(ListDevice(), 1000, Counters())
     stream.ingest(ramp_block(0, 300, 2))

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from rigwatch.config import StationConfig, load_config
-from rigwatch.config.station import NidaqDeviceConfig, ReplayDeviceConfig
+from rigwatch.devices.nidaq import NidaqDeviceConfig
+from rigwatch.devices.replay import ReplayDeviceConfig
 from rigwatch.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

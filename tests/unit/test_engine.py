@@ -4,9 +4,9 @@ import numpy as np
 
 from rigwatch.acquisition.engine import AcquisitionEngine
 from rigwatch.counters import Counters
+from rigwatch.devices.mock import ListDevice, ramp_block
 from rigwatch.devices.protocols import Block, ChannelInfo
 from rigwatch.errors import DeviceError
-from support.fakes import ListDevice, ramp_block
 
 
 def test_blocks_reach_buffer_calibrated_and_listeners_notified():

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.io import wavfile
 
-from rigwatch.acquisition.formats import Recording, detect_format, read_recording
 from rigwatch.errors import FormatError
+from rigwatch.recordings.readers import Recording, detect_format, read_recording
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 CWRU = DATA / "cwru"

@@ -6,8 +6,8 @@ from rigwatch.acquisition.engine import DeviceStream
 from rigwatch.acquisition.live import LiveHub, SubscriptionError, decimate_minmax
 from rigwatch.config.station import LiveConfig
 from rigwatch.counters import Counters
+from rigwatch.devices.mock import ListDevice, ramp_block
 from rigwatch.devices.protocols import Block
-from support.fakes import ListDevice, ramp_block
 
 
 def make_hub(rate_hz: float = 1000.0, capacity: int = 10_000, **live):

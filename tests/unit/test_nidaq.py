@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from rigwatch.acquisition.engine import AcquisitionEngine, DeviceStream
-from rigwatch.config.station import ChannelConfig, NidaqDeviceConfig
+from rigwatch.config.base import ChannelConfig
 from rigwatch.counters import Counters
 from rigwatch.devices.nidaq import (
     INSTALL_HINT,
     AnalogInputTask,
     FakeAnalogInputTask,
     NidaqDevice,
+    NidaqDeviceConfig,
     NidaqmxTask,
     count_physical_channels,
 )

@@ -19,7 +19,6 @@ import pytest
 from pydantic import ValidationError
 
 from rigwatch.acquisition.engine import AcquisitionEngine, DeviceStream
-from rigwatch.acquisition.parquet_files import writer_options
 from rigwatch.acquisition.recorder import SegmentRecorder, recover, save_buffer_snapshot
 from rigwatch.config.station import RecorderConfig
 from rigwatch.counters import Counters
@@ -31,6 +30,7 @@ from rigwatch.devices.protocols import (
     regular_timestamps_ns,
 )
 from rigwatch.errors import RecorderError
+from rigwatch.recordings.layout import writer_options
 
 T0 = 1_700_000_000_000_000_000
 RATE = 1000.0
@@ -560,9 +560,10 @@ def test_save_buffer_snapshot(tmp_path: Path) -> None:
 def test_failed_segment_open_is_retried_without_loss(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rigwatch.acquisition import recorder as recorder_mod
+    from rigwatch.acquisition.recorder import open_segment as open_segment_mod
+    from rigwatch.acquisition.recorder import segments as segments_mod
 
-    real_open = recorder_mod.open_parquet_writer
+    real_open = open_segment_mod.open_parquet_writer
     failures = [OSError("disk full")]
 
     def flaky_open(*args: object, **kwargs: object) -> pq.ParquetWriter:
@@ -570,8 +571,8 @@ def test_failed_segment_open_is_retried_without_loss(
             raise failures.pop()
         return real_open(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(recorder_mod, "open_parquet_writer", flaky_open)
-    monkeypatch.setattr(recorder_mod, "_ERROR_BACKOFF_S", 0.0)
+    monkeypatch.setattr(open_segment_mod, "open_parquet_writer", flaky_open)
+    monkeypatch.setattr(segments_mod, "_ERROR_BACKOFF_S", 0.0)
     stream, counters = make_stream()
     rec = SegmentRecorder(stream, config(tmp_path), counters)
     rec.start()
@@ -589,18 +590,19 @@ def test_failed_segment_open_is_retried_without_loss(
 def test_failed_flush_salvages_the_journal_and_counts_lost_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rigwatch.acquisition import recorder as recorder_mod
+    from rigwatch.acquisition.recorder import segments as segments_mod
+    from rigwatch.acquisition.recorder.open_segment import OpenSegment
 
-    real_flush = recorder_mod._Segment.flush
+    real_flush = OpenSegment.flush
     failures = [OSError("I/O error")]
 
-    def flaky_flush(self: recorder_mod._Segment) -> int:
+    def flaky_flush(self: OpenSegment) -> int:
         if self.rows > 300 and failures:
             raise failures.pop()
         return real_flush(self)
 
-    monkeypatch.setattr(recorder_mod._Segment, "flush", flaky_flush)
-    monkeypatch.setattr(recorder_mod, "_ERROR_BACKOFF_S", 0.0)
+    monkeypatch.setattr(OpenSegment, "flush", flaky_flush)
+    monkeypatch.setattr(segments_mod, "_ERROR_BACKOFF_S", 0.0)
     stream, counters = make_stream()
     rec = SegmentRecorder(stream, config(tmp_path), counters)
     rec.start()

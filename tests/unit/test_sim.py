@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rigwatch.config.station import SimDeviceConfig
 from rigwatch.devices.protocols import AcquisitionDevice
-from rigwatch.devices.sim import SimDevice
+from rigwatch.devices.sim import SimDevice, SimDeviceConfig
 
 
 def _config(**kw: Any) -> SimDeviceConfig:

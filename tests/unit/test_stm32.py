@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import serial
 
-from rigwatch.config.station import ChannelConfig, Stm32DeviceConfig
+from rigwatch.config.base import ChannelConfig
 from rigwatch.counters import Counters
 from rigwatch.devices.emulators.stm32 import FIRMWARE_KEYS, Stm32Emulator
 from rigwatch.devices.protocols import AcquisitionDevice
@@ -21,6 +21,7 @@ from rigwatch.devices.stm32 import (
     LineAssembler,
     SensorLineParser,
     Stm32Device,
+    Stm32DeviceConfig,
     parse_sensor_line,
 )
 from rigwatch.errors import DeviceError, ProtocolError

@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
-from rigwatch.config.station import DRIVER_NAMES, StationConfig
+from rigwatch.config.drivers import driver_names
+from rigwatch.config.station import StationConfig, station_config_model
 from rigwatch.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
 
-# pydantic puts the tag of a discriminated union (``driver = "sim"``) in an error's location,
-# between the list index and the key; a user never wrote it, so it is left out
-UNION_TAGS = DRIVER_NAMES
-
-
-def _format_loc(loc: tuple[Any, ...]) -> str:
+def _format_loc(loc: tuple[Any, ...], union_tags: frozenset[str]) -> str:
+    # pydantic puts the tag of a discriminated union (``driver = "sim"``) in an error's
+    # location, between the list index and the key; a user never wrote it, so it is left out
     out = ""
     for i, part in enumerate(loc):
-        if i > 0 and isinstance(loc[i - 1], int) and part in UNION_TAGS:
+        if i > 0 and isinstance(loc[i - 1], int) and part in union_tags:
             continue
         if isinstance(part, int):
             out += f"[{part}]"
@@ -34,8 +32,9 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 def format_validation_error(source: str, exc: ValidationError) -> str:
     """One message, one line per problem: ``source: key: reason (got value)``."""
     lines = []
+    tags = driver_names()
     for err in exc.errors(include_url=False):
-        key = _format_loc(tuple(err["loc"]))
+        key = _format_loc(tuple(err["loc"]), tags)
         reason = err["msg"]
         if err["type"] == "extra_forbidden":
             reason = "unknown key (not allowed here; check its spelling)"
@@ -50,23 +49,31 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path, model: type[M] | None = None) -> M:
+@overload
+def load_config(path: str | Path, model: None = None) -> StationConfig: ...
+
+
+@overload
+def load_config(path: str | Path, model: type[M]) -> M: ...
+
+
+def load_config(path: str | Path, model: type[BaseModel] | None = None) -> BaseModel:
     """Read a TOML file and validate it.
 
     Args:
         path: the TOML file. Relative paths inside it are resolved against its folder.
-        model: the pydantic model to validate against; defaults to
-            :class:`rigwatch.config.station.StationConfig`.
+        model: the pydantic model to validate against; defaults to the station model that
+            knows every installed driver (:func:`~rigwatch.config.station.station_config_model`).
 
     Returns:
         The validated model instance.
 
     Raises:
         ConfigError: the file is missing or unreadable, is not valid TOML, or fails
-            validation; the message names the file, the key and the reason.
+            validation; the message names the file, the key and the reason. Also when a
+            driver cannot be loaded.
     """
-    if model is None:
-        model = StationConfig  # type: ignore[assignment]
+    target: type[BaseModel] = station_config_model() if model is None else model
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -79,6 +86,6 @@ def load_config(path: str | Path, model: type[M] | None = None) -> M:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from exc
     try:
-        return model.model_validate(data, context={"base_dir": p.resolve().parent})  # type: ignore[union-attr,return-value]
+        return target.model_validate(data, context={"base_dir": p.resolve().parent})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(p), exc)) from None

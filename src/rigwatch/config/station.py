@@ -1,183 +1,39 @@
-"""Configuration models of a station: server, ring buffer, recorder, live hub and devices.
+"""Configuration of a station: server, ring buffer, recorder, live hub and its devices.
 
 Every model forbids unknown keys, so a misspelt key is an error, not a silently ignored line.
 Relative paths are resolved against the folder of the TOML file that holds them.
+
+Each ``[[devices]]`` entry is validated against its driver's own model, chosen by its
+``driver`` key among the drivers found through the ``rigwatch.drivers`` entry points
+(:mod:`rigwatch.config.drivers`); :func:`station_config_model` builds the model that knows
+them all.
 """
 
 from __future__ import annotations
 
-import re
+import threading
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Union
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    model_validator,
-)
+from pydantic import Field, create_model, model_validator
 
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
-_NAME_RE = re.compile(NAME_PATTERN)
-
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    base = (info.context or {}).get("base_dir")
-    if base is not None and not value.is_absolute():
-        return (Path(base) / value).resolve()
-    return value
-
-
-ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
-Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
-
-
-class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ChannelConfig(Strict):
-    """One channel: name, unit after calibration, and linear calibration ``gain * raw + offset``."""
-
-    name: Name
-    unit: str = Field(default="", max_length=32)
-    gain: float = 1.0
-    offset: float = 0.0
-
-
-def _check_unique_channels(channels: list[ChannelConfig] | None) -> None:
-    if channels:
-        names = [c.name for c in channels]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"channel names must be unique, repeated: {', '.join(dup)}")
-
-
-class _DeviceBase(Strict):
-    name: Name
-    block_duration_s: float = Field(
-        default=0.05, gt=0, le=2.0, description="Duration of one block handed to the engine."
-    )
-
-
-class ReplayDeviceConfig(_DeviceBase):
-    """Plays a recording as a live device."""
-
-    driver: Literal["replay"]
-    path: ResolvedPath
-    format: Literal["auto", "npz", "wav", "parquet", "hdf5"] = "auto"
-    keys: list[str] | None = Field(
-        default=None, description="Arrays (npz) or columns (parquet) to play, in order."
-    )
-    sample_rate_hz: float | None = Field(
-        default=None, gt=0, description="Rate of the file's samples when the file does not say."
-    )
-    pace: Literal["realtime", "fast"] = "realtime"
-    loop: bool = False
-    resample_hz: float | None = Field(default=None, gt=0)
-    channels: list[ChannelConfig] | None = None
-
-    @model_validator(mode="after")
-    def _unique(self) -> ReplayDeviceConfig:
-        _check_unique_channels(self.channels)
-        return self
-
-
-class SimSignalConfig(Strict):
-    """A generated signal: ``sine`` (amplitude, frequency_hz, phase_rad), ``noise`` (amplitude
-    is the standard deviation), ``chirp`` (linear sweep from frequency_hz to f1_hz over
-    sweep_s, repeated)."""
-
-    kind: Literal["sine", "noise", "chirp"] = "sine"
-    amplitude: float = 1.0
-    frequency_hz: float = Field(default=50.0, ge=0)
-    f1_hz: float = Field(default=1000.0, ge=0)
-    sweep_s: float = Field(default=1.0, gt=0)
-    phase_rad: float = 0.0
-    offset: float = 0.0
-
-
-class SimDeviceConfig(_DeviceBase):
-    """Signal generators for any channel count and rate."""
-
-    driver: Literal["sim"]
-    sample_rate_hz: float = Field(gt=0, le=10_000_000)
-    channel_count: int | None = Field(default=None, ge=1, le=4096)
-    channels: list[ChannelConfig] | None = None
-    signals: list[SimSignalConfig] = Field(default_factory=lambda: [SimSignalConfig()])
-    pace: Literal["realtime", "fast"] = "realtime"
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _channels(self) -> SimDeviceConfig:
-        _check_unique_channels(self.channels)
-        if self.channels is None and self.channel_count is None:
-            raise ValueError("give either channels or channel_count")
-        if (
-            self.channels is not None
-            and self.channel_count is not None
-            and len(self.channels) != self.channel_count
-        ):
-            raise ValueError(
-                f"channel_count {self.channel_count} != {len(self.channels)} channels listed"
-            )
-        return self
-
-
-class Stm32DeviceConfig(_DeviceBase):
-    """The test-stand STM32 text protocol (``KEY: VALUE | ...`` lines) over a serial port."""
-
-    driver: Literal["stm32"]
-    port: str = Field(description="Serial device (/dev/ttyACM0) or a pyserial URL.")
-    baudrate: int = Field(default=230_400, gt=0)
-    sample_rate_hz: float = Field(default=100.0, gt=0, description="Expected lines per second.")
-    channels: list[ChannelConfig] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique(self) -> Stm32DeviceConfig:
-        _check_unique_channels(self.channels)
-        return self
-
-
-class NidaqDeviceConfig(_DeviceBase):
-    """NI-DAQmx continuous analog input."""
-
-    driver: Literal["nidaq"]
-    physical_channels: str = Field(description='NI-DAQmx channel string, e.g. "Dev1/ai1:9".')
-    terminal_config: Literal["RSE", "NRSE", "DIFF", "PSEUDO_DIFF", "DEFAULT"] = "RSE"
-    sample_rate_hz: float = Field(gt=0)
-    min_val_v: float = -10.0
-    max_val_v: float = 10.0
-    channels: list[ChannelConfig] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> NidaqDeviceConfig:
-        _check_unique_channels(self.channels)
-        if self.min_val_v >= self.max_val_v:
-            raise ValueError("min_val_v must be below max_val_v")
-        return self
-
-
-DeviceConfig = Annotated[
-    ReplayDeviceConfig | SimDeviceConfig | Stm32DeviceConfig | NidaqDeviceConfig,
-    Field(discriminator="driver"),
-]
-
-DRIVER_NAMES: frozenset[str] = frozenset(
-    name
-    for model in get_args(get_args(DeviceConfig)[0])
-    for name in get_args(model.model_fields["driver"].annotation)
-)
-"""The ``driver`` values of :data:`DeviceConfig` (``"replay"``, ``"sim"``...)."""
+from rigwatch.config.base import DeviceConfig, Name, ResolvedPath, Strict
+from rigwatch.config.drivers import load_drivers
+from rigwatch.errors import ConfigError
+from rigwatch.recordings.codecs import Codec
 
 
 class ServerConfig(Strict):
+    """Where the station's HTTP server listens and how it shuts down."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=5001, ge=0, le=65535)
+    shutdown_grace_s: int = Field(
+        default=5,
+        ge=1,
+        le=300,
+        description="On Ctrl-C or SIGTERM, requests still running after this are cut off.",
+    )
 
 
 class BufferConfig(Strict):
@@ -191,7 +47,7 @@ class RecorderConfig(Strict):
     directory: ResolvedPath = Path("recordings")
     segment_duration_s: float = Field(default=60.0, gt=0)
     segment_max_bytes: int = Field(default=256 * 1024 * 1024, ge=64 * 1024)
-    codec: Literal["zstd", "snappy", "lz4", "gzip", "brotli", "none"] = "zstd"
+    codec: Codec = "zstd"
     compression_level: int | None = None
     flush_interval_s: float = Field(
         default=1.0, gt=0, le=1.0, description="Journal flush period: the most a kill -9 loses."
@@ -240,7 +96,25 @@ class StationConfig(Strict):
     recorder: RecorderConfig = RecorderConfig()
     live: LiveConfig = LiveConfig()
     pressure_push: PressurePushConfig | None = None
-    devices: list[DeviceConfig] = Field(min_length=1)
+    devices: list[DeviceConfig] = Field(
+        min_length=1, description="One entry per device; keys depend on its driver."
+    )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base_dir: Path | None = None) -> StationConfig:
+        """Validate a station configuration given as data (the content of a TOML file),
+        each device against its driver's model.
+
+        Args:
+            data: the configuration.
+            base_dir: folder relative paths are resolved against (default: left relative).
+
+        Raises:
+            pydantic.ValidationError: the data is invalid.
+            ConfigError: a driver cannot be loaded.
+        """
+        context = {"base_dir": base_dir} if base_dir is not None else None
+        return station_config_model().model_validate(data, context=context)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> StationConfig:
@@ -261,3 +135,46 @@ class StationConfig(Strict):
                     f"device {dev.name!r}"
                 )
         return self
+
+
+_models_lock = threading.Lock()
+_models: dict[tuple[tuple[str, int], ...], type[StationConfig]] = {}
+
+
+def station_config_model(drivers: dict[str, Any] | None = None) -> type[StationConfig]:
+    """The :class:`StationConfig` subclass whose ``devices`` accept every known driver.
+
+    Each ``[[devices]]`` entry is validated against the ``config_model`` of the driver its
+    ``driver`` key names (a tagged union on ``driver``): an unknown driver is an error that
+    lists the known ones.
+
+    Args:
+        drivers: ``{name: driver}``; default: :func:`rigwatch.config.drivers.load_drivers`.
+
+    Raises:
+        ConfigError: no driver is known, or a driver cannot be loaded.
+    """
+    found = load_drivers() if drivers is None else drivers
+    if not found:
+        raise ConfigError("no device driver is installed (entry points 'rigwatch.drivers')")
+    key = tuple(sorted((name, id(d.config_model)) for name, d in found.items()))
+    with _models_lock:
+        model = _models.get(key)
+        if model is None:
+            members = tuple(found[name].config_model for name, _ in key)
+            entry: Any = (
+                members[0]
+                if len(members) == 1
+                else Annotated[Union[members], Field(discriminator="driver")]  # noqa: UP007
+            )
+            model = create_model(
+                "StationConfig",
+                __base__=StationConfig,
+                __module__=StationConfig.__module__,
+                devices=(
+                    list[entry],
+                    Field(min_length=1, description="One entry per device."),
+                ),
+            )
+            _models[key] = model
+        return model

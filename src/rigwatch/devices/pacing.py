@@ -218,14 +218,22 @@ class PacedStream:
         (:func:`~rigwatch.devices.protocols.regular_timestamps_ns` from :attr:`t0_ns`)."""
         return regular_timestamps_ns(self._t0_ns, start, rows, self.rate_hz)
 
-    def deliver(self, start: int, data: np.ndarray) -> Block:
+    def deliver(
+        self, start: int, data: np.ndarray, timestamps_ns: np.ndarray | None = None
+    ) -> Block:
         """Stamp ``data`` (``(rows, channels)`` float32, rows from ``start``) and advance
         :attr:`position` past it.
 
+        Args:
+            start: absolute index of ``data[0]``.
+            data: the rows.
+            timestamps_ns: ``(rows,)`` int64 stamps to use instead of :meth:`timestamps`.
+
         Returns:
-            ``Block(data, timestamps(start, rows))``; ``data`` is not copied.
+            ``Block(data, stamps)``; ``data`` is not copied.
         """
         rows = int(data.shape[0])
-        block = Block(data=data, timestamps_ns=self.timestamps(start, rows))
+        stamps = self.timestamps(start, rows) if timestamps_ns is None else timestamps_ns
+        block = Block(data=data, timestamps_ns=stamps)
         self._index = start + rows
         return block

@@ -11,88 +11,40 @@ Conventions (see ``docs/architecture.md``):
   (volts for an analog input, the value on the wire for a serial device); the engine applies the
   linear calibration ``value = gain * raw + offset`` of each :class:`ChannelInfo`;
 - timestamps are ``int64`` nanoseconds since the Unix epoch (UTC), one per sample row.
+
+:class:`~rigwatch.channels.ChannelInfo` and :class:`~rigwatch.channels.StreamInfo` (what a
+device describes) live in :mod:`rigwatch.channels`, below the recordings layout that stores
+them, and are re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from rigwatch.channels import ChannelInfo, ChannelSpec, StreamInfo, channel_infos
 from rigwatch.errors import DeviceError
+
+__all__ = [
+    "AcquisitionDevice",
+    "Block",
+    "BlockSource",
+    "ChannelInfo",
+    "ChannelSpec",
+    "Describable",
+    "EndOfStream",
+    "Startable",
+    "StreamInfo",
+    "channel_infos",
+    "regular_timestamps_ns",
+]
 
 
 class EndOfStream(DeviceError):
     """Raised by :meth:`BlockSource.read_block` when a finite source (a replay without loop)
     has delivered its last block."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelInfo:
-    """One channel of a device.
-
-    Attributes:
-        name: channel name, unique within its device (``"DE"``, ``"P1"``, ``"pressure"``).
-        unit: engineering unit after calibration (``"g"``, ``"bar"``, ``"degC"``).
-        gain: linear calibration slope: ``value = gain * raw + offset``.
-        offset: linear calibration intercept, in ``unit``.
-    """
-
-    name: str
-    unit: str = ""
-    gain: float = 1.0
-    offset: float = 0.0
-
-    @property
-    def is_identity(self) -> bool:
-        """True when calibration leaves raw values unchanged (gain 1, offset 0)."""
-        return self.gain == 1.0 and self.offset == 0.0
-
-
-class ChannelSpec(Protocol):
-    """What a configured channel gives: name, unit and linear calibration (a ``[[channels]]``
-    entry of a device's config, :class:`rigwatch.config.station.ChannelConfig`)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def unit(self) -> str: ...
-    @property
-    def gain(self) -> float: ...
-    @property
-    def offset(self) -> float: ...
-
-
-def channel_infos(specs: Iterable[ChannelSpec]) -> tuple[ChannelInfo, ...]:
-    """The :class:`ChannelInfo` of each configured channel, in order."""
-    return tuple(ChannelInfo(s.name, s.unit, s.gain, s.offset) for s in specs)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
-    """What a device delivers: its name, driver, nominal sample rate and channels.
-
-    Attributes:
-        device: device name, unique within a station.
-        driver: driver name (``"replay"``, ``"sim"``, ``"stm32"``, ``"nidaq"``).
-        sample_rate_hz: nominal rows per second (for an irregular source such as a text serial
-            line, the expected rate; timestamps then carry the truth).
-        channels: one :class:`ChannelInfo` per column of a block, in column order.
-        extra: driver-specific facts worth keeping in recordings' metadata (source file...).
-    """
-
-    device: str
-    driver: str
-    sample_rate_hz: float
-    channels: tuple[ChannelInfo, ...]
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def channel_names(self) -> list[str]:
-        """Channel names in column order."""
-        return [c.name for c in self.channels]
 
 
 @dataclass(slots=True)

@@ -10,12 +10,14 @@ looping without a seam.
 from __future__ import annotations
 
 import logging
+import math
 from fractions import Fraction
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from rigwatch.acquisition.formats import Recording, read_recording
-from rigwatch.config.station import ReplayDeviceConfig
+from rigwatch.config.base import ChannelConfig, DeviceConfig, ResolvedPath, check_unique_channels
 from rigwatch.devices.pacing import Clock, PacedStream, Sleep
 from rigwatch.devices.protocols import (
     Block,
@@ -23,16 +25,50 @@ from rigwatch.devices.protocols import (
     EndOfStream,
     StreamInfo,
     channel_infos,
+    regular_timestamps_ns,
 )
+from rigwatch.devices.registry import Driver
 from rigwatch.errors import DeviceError, FormatError
+from rigwatch.recordings.readers import Recording, read_recording
 
 log = logging.getLogger(__name__)
+
+
+class ReplayDeviceConfig(DeviceConfig):
+    """Plays a recording as a live device."""
+
+    driver: Literal["replay"]
+    path: ResolvedPath
+    format: Literal["auto", "npz", "wav", "parquet", "hdf5"] = "auto"
+    keys: list[str] | None = Field(
+        default=None, description="Arrays (npz) or columns (parquet) to play, in order."
+    )
+    sample_rate_hz: float | None = Field(
+        default=None, gt=0, description="Rate of the file's samples when the file does not say."
+    )
+    pace: Literal["realtime", "fast"] = "realtime"
+    loop: bool = False
+    resample_hz: float | None = Field(default=None, gt=0)
+    timestamps: Literal["now", "file"] = Field(
+        default="now",
+        description="'now': rows are stamped from the time playback starts; 'file': with the "
+        "file's own timestamps (Parquet), shifted by the recording's span on each loop.",
+    )
+    channels: list[ChannelConfig] | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> ReplayDeviceConfig:
+        check_unique_channels(self.channels)
+        return self
+
 
 MAX_RESAMPLE_DENOMINATOR = 1000
 """Largest ``up``/``down`` denominator tried when approximating ``resample_hz / rate``."""
 
 
-def resample(data: np.ndarray, rate_hz: float, target_hz: float) -> tuple[np.ndarray, float]:
+def resample(
+    data: np.ndarray, rate_hz: float, target_hz: float, *, periodic: bool = False
+) -> tuple[np.ndarray, float]:
     """Polyphase-resample ``data`` from ``rate_hz`` to (about) ``target_hz``.
 
     The ratio ``target_hz / rate_hz`` is approximated by ``up / down`` with
@@ -43,6 +79,9 @@ def resample(data: np.ndarray, rate_hz: float, target_hz: float) -> tuple[np.nda
         data: ``(samples, channels)`` float array.
         rate_hz: its sample rate.
         target_hz: the wanted rate.
+        periodic: treat ``data`` as one period of an endless loop: the filter sees the end
+            before the beginning and the beginning after the end (instead of zeros), so a
+            looped replay has no transient at its wrap.
 
     Returns:
         ``(resampled, achieved_rate_hz)``: ``(ceil(samples * up / down), channels)`` float32
@@ -63,7 +102,21 @@ def resample(data: np.ndarray, rate_hz: float, target_hz: float) -> tuple[np.nda
         return np.ascontiguousarray(data, dtype=np.float32), float(rate_hz)
     from scipy.signal import resample_poly
 
-    out = resample_poly(np.asarray(data, dtype=np.float64), up, down, axis=0)
+    x = np.asarray(data, dtype=np.float64)
+    n = x.shape[0]
+    n_out = math.ceil(n * up / down)
+    if periodic:
+        # resample_poly's filter reaches 10 * max(up, down) samples of the upsampled signal
+        # to each side, i.e. that many / up input samples; pad with a whole number of ``down``
+        # input samples so the output of the padding is a whole number of samples to cut
+        reach = math.ceil(10 * max(up, down) / up) + 1
+        pad = down * math.ceil(reach / down)
+        x = np.take(x, np.arange(-pad, n + pad) % n, axis=0)
+        out = resample_poly(x, up, down, axis=0)
+        first = pad * up // down
+        out = out[first : first + n_out]
+    else:
+        out = resample_poly(x, up, down, axis=0)
     return np.ascontiguousarray(out.astype(np.float32)), float(rate_hz) * up / down
 
 
@@ -86,9 +139,14 @@ class ReplayDevice:
     raw values (calibration from ``config.channels`` is declared in :meth:`describe` and
     applied by the engine). Without ``loop`` the last block may be shorter and the next
     :meth:`read_block` raises :class:`EndOfStream`; with ``loop`` the recording repeats
-    seamlessly (a block may span its end and its beginning). Timestamps are
-    :func:`regular_timestamps_ns` from ``time.time_ns()`` at :meth:`start`, indexed by the
-    absolute sample count since start (growing across loops).
+    seamlessly (a block may span its end and its beginning; a resampled loop is resampled as
+    a periodic signal, so the wrap has no filter transient).
+
+    Timestamps (``config.timestamps``): ``"now"`` stamps row ``i`` (absolute count since
+    :meth:`start`, growing across loops) with :func:`regular_timestamps_ns` from
+    ``time.time_ns()`` at :meth:`start`; ``"file"`` keeps the file's own stamps (a resampled
+    file: regular stamps from its first one), each loop shifted by the recording's span plus
+    one sample period, so time never goes back.
     """
 
     def __init__(
@@ -109,9 +167,14 @@ class ReplayDevice:
         except FormatError as exc:
             raise DeviceError(f"replay device {config.name!r}: {exc}") from exc
         self.recording: Recording = rec
+        if config.timestamps == "file" and rec.timestamps_ns is None:
+            raise DeviceError(
+                f"replay device {config.name!r}: timestamps = 'file' but {rec.source} "
+                f"({rec.format}) stores no timestamps; use timestamps = 'now'"
+            )
         data, rate = rec.data, rec.sample_rate_hz
         if config.resample_hz is not None:
-            data, rate = resample(data, rate, config.resample_hz)
+            data, rate = resample(data, rate, config.resample_hz, periodic=config.loop)
             log.info(
                 "replay %s: resampled %s from %g Hz to %g Hz (%d -> %d samples)",
                 config.name,
@@ -123,6 +186,18 @@ class ReplayDevice:
             )
         self._data = data
         self._rate = rate
+        self._file_ts: np.ndarray | None = None
+        self._file_t0_ns = 0
+        self._loop_span_ns = 0
+        if config.timestamps == "file":
+            assert rec.timestamps_ns is not None  # checked above
+            period_ns = round(1e9 / rate)
+            self._file_t0_ns = int(rec.timestamps_ns[0])
+            if config.resample_hz is None:
+                self._file_ts = rec.timestamps_ns
+                self._loop_span_ns = int(rec.timestamps_ns[-1]) - self._file_t0_ns + period_ns
+            else:
+                self._loop_span_ns = round(data.shape[0] * 1e9 / rate)
         self._info = StreamInfo(
             device=config.name,
             driver="replay",
@@ -133,6 +208,7 @@ class ReplayDevice:
                 "format": rec.format,
                 "file_sample_rate_hz": repr(rec.sample_rate_hz),
                 "loop": str(config.loop).lower(),
+                "timestamps": config.timestamps,
             },
         )
         self._block_rows = max(1, round(config.block_duration_s * rate))
@@ -217,7 +293,18 @@ class ReplayDevice:
         start = stream.next_range(rows, timeout_s)
         if start is None:
             return None
-        return stream.deliver(start, self._rows(start, rows))
+        return stream.deliver(start, self._rows(start, rows), self._timestamps(start, rows))
+
+    def _timestamps(self, start: int, rows: int) -> np.ndarray | None:
+        """The file's stamps of rows ``start .. start + rows`` (``timestamps = "file"``), or
+        ``None`` for the stream's own regular stamps."""
+        if self.config.timestamps != "file":
+            return None
+        if self._file_ts is None:  # resampled: regular from the file's first stamp
+            return regular_timestamps_ns(self._file_t0_ns, start, rows, self._rate)
+        idx = np.arange(start, start + rows, dtype=np.int64)
+        n = self.samples
+        return self._file_ts[idx % n] + (idx // n) * self._loop_span_ns
 
     def _rows(self, start: int, rows: int) -> np.ndarray:
         """Rows ``start .. start + rows`` of the endlessly repeated recording, as a copy."""
@@ -226,3 +313,11 @@ class ReplayDevice:
         if pos + rows <= n:
             return self._data[pos : pos + rows].copy()
         return np.take(self._data, np.arange(pos, pos + rows) % n, axis=0)
+
+
+DRIVER = Driver(
+    name="replay",
+    config_model=ReplayDeviceConfig,
+    create=lambda cfg, _ctx: ReplayDevice(cfg),
+    description="a recording file (npz, WAV, Parquet, HDF5) played as a live device",
+)

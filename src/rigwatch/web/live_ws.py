@@ -24,6 +24,7 @@ from rigwatch.acquisition.live import (
     error_frame,
     pack,
 )
+from rigwatch.errors import ModeRefused
 from rigwatch.station import Station
 
 MESSAGE_TYPES = ("subscribe", "unsubscribe", "get_sensors", "system_mode", "ping")
@@ -184,8 +185,8 @@ class LiveSession:
         if m.mode is not None:
             try:
                 self.station.set_mode(m.mode)
-            except ValueError as exc:
-                raise _Rejected("invalid_field", str(exc)) from None
+            except ModeRefused as exc:
+                raise _Rejected("mode_refused", str(exc)) from None
         await self.send(pack({"type": "system_mode", "mode": self.station.mode}))
 
     async def _ping(self, _obj: dict[str, Any]) -> None:

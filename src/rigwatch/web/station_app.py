@@ -24,14 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rigwatch import __version__
 from rigwatch.acquisition.live import LiveHub
-from rigwatch.acquisition.parquet_files import (
-    UnknownChannel,
-    UnsafePath,
-    list_recordings,
-    query_recording,
-    safe_recording_path,
-)
-from rigwatch.errors import RecorderError
+from rigwatch.errors import RecordingError
+from rigwatch.recordings.catalog import UnsafePath, list_recordings, safe_recording_path
+from rigwatch.recordings.query import UnknownChannel, query_recording
 from rigwatch.station import Station
 from rigwatch.web.live_ws import LiveSession
 from rigwatch.web.problems import install_problem_handlers
@@ -131,7 +126,7 @@ def create_app(station: Station, manage_station: bool = True) -> FastAPI:
     @app.get("/api/parquet_files", tags=["recordings"])
     def parquet_files() -> dict[str, Any]:
         """Recorded segments and buffer snapshots, oldest first."""
-        return {"files": [r.to_dict() for r in list_recordings(station.recordings_dir)]}
+        return {"files": [r.model_dump() for r in list_recordings(station.recordings_dir)]}
 
     def _resolve(filename: str) -> Path:
         try:
@@ -154,10 +149,10 @@ def create_app(station: Station, manage_station: bool = True) -> FastAPI:
         path = _resolve(filename)
         chans = [c.strip() for c in channels.split(",") if c.strip()] if channels else None
         try:
-            return query_recording(path, start_ns, end_ns, chans, max_points)
+            return query_recording(path, start_ns, end_ns, chans, max_points).model_dump()
         except UnknownChannel as exc:
             raise HTTPException(400, str(exc)) from None
-        except RecorderError as exc:
+        except RecordingError as exc:
             raise HTTPException(422, str(exc)) from None
 
     @app.get("/api/parquet_download/{filename:path}", tags=["recordings"])

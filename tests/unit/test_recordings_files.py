@@ -12,19 +12,21 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from rigwatch.acquisition.parquet_files import (
-    RecorderError,
-    UnknownChannel,
-    UnsafePath,
-    export_recording,
-    list_recordings,
-    query_recording,
-    recording_schema,
-    rows_to_batch,
-    safe_recording_path,
-    write_table_atomically,
-)
-from rigwatch.devices.protocols import ChannelInfo, StreamInfo, regular_timestamps_ns
+from rigwatch.channels import ChannelInfo, StreamInfo
+from rigwatch.devices.protocols import regular_timestamps_ns
+from rigwatch.errors import RecordingError
+from rigwatch.recordings.catalog import UnsafePath, list_recordings, safe_recording_path
+from rigwatch.recordings.export import export_recording
+from rigwatch.recordings.files import write_table_atomically
+from rigwatch.recordings.layout import recording_schema, rows_to_batch
+from rigwatch.recordings.query import UnknownChannel
+from rigwatch.recordings.query import query_recording as _query_recording
+
+
+def query_recording(*args, **kwargs):
+    """The query's result as plain data, as the API serves it."""
+    return _query_recording(*args, **kwargs).model_dump()
+
 
 T0 = 1_700_000_000_000_000_000
 RATE = 1000.0
@@ -91,7 +93,7 @@ def test_list_recordings(tmp_path: Path, recording: Path) -> None:
     assert info.channels == ["a", "b", "c"]
     assert info.units == ["g", "bar", "V"]
     assert info.sample_rate_hz == RATE
-    json.dumps(info.to_dict())
+    json.dumps(info.model_dump())
     assert list_recordings(tmp_path / "missing") == []
 
 
@@ -128,7 +130,7 @@ def test_safe_recording_path_symlinks(tmp_path: Path, recording: Path) -> None:
         safe_recording_path(tmp_path, "escape.parquet")
     (tmp_path / "alias.parquet").symlink_to(recording)
     assert safe_recording_path(tmp_path, "alias.parquet") == recording.resolve()
-    assert issubclass(UnsafePath, RecorderError)
+    assert issubclass(UnsafePath, RecordingError)
 
 
 # -- query ----------------------------------------------------------------------------------
@@ -202,7 +204,7 @@ def test_query_empty_range_and_errors(recording: Path) -> None:
         query_recording(recording, max_points=0)
     bad = recording.with_name("bad.parquet")
     bad.write_bytes(b"not parquet")
-    with pytest.raises(RecorderError, match=r"bad\.parquet"):
+    with pytest.raises(RecordingError, match=r"bad\.parquet"):
         query_recording(bad)
 
 
@@ -262,7 +264,7 @@ def test_export_parquet_subset(tmp_path: Path, recording: Path) -> None:
     md = pq.read_metadata(out)
     assert md.num_row_groups == 10
     assert "BYTE_STREAM_SPLIT" in md.row_group(0).column(1).encodings
-    with pytest.raises(RecorderError, match="onto itself"):
+    with pytest.raises(RecordingError, match="onto itself"):
         export_recording(recording, recording, "parquet")
     with pytest.raises(ValueError):
         export_recording(recording, tmp_path / "x.json", "json")  # type: ignore[arg-type]
@@ -270,3 +272,38 @@ def test_export_parquet_subset(tmp_path: Path, recording: Path) -> None:
         export_recording(recording, tmp_path / "y.csv", "csv", channels=["nope"])
     assert not (tmp_path / "y.csv").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_symlink_loop_is_listed_with_its_error_not_fatal(recording: Path) -> None:
+    d = recording.parent
+    (d / "loop_a.parquet").symlink_to(d / "loop_b.parquet")
+    (d / "loop_b.parquet").symlink_to(d / "loop_a.parquet")
+    (d / "dangling.parquet").symlink_to(d / "nowhere.parquet")
+    infos = {i.filename: i for i in list_recordings(d)}
+    assert infos[recording.name].error is None and infos[recording.name].rows == ROWS
+    assert infos["loop_a.parquet"].error == "symbolic link loop"
+    assert infos["dangling.parquet"].error == "file vanished or dangling symbolic link"
+    with pytest.raises(UnsafePath, match="cannot be resolved: symbolic link loop"):
+        safe_recording_path(d, "loop_a.parquet")
+
+
+def test_names_longer_than_the_file_system_allows_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UnsafePath, match="300 bytes is longer than 255 bytes"):
+        safe_recording_path(tmp_path, "a" * 292 + ".parquet")
+    assert safe_recording_path(tmp_path, "a" * 247 + ".parquet").name == "a" * 247 + ".parquet"
+
+
+def test_corrupt_pages_behind_an_intact_footer_are_a_format_error(recording: Path) -> None:
+    from rigwatch.errors import FormatError
+
+    raw = bytearray(recording.read_bytes())
+    footer = int.from_bytes(raw[-8:-4], "little") + 8
+    for i in range(200, len(raw) - footer - 200, 97):  # scribble over the data pages
+        raw[i] ^= 0x5A
+    recording.write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match="corrupt"):
+        query_recording(recording)
+    out = recording.with_name("out.csv")
+    with pytest.raises(FormatError, match="corrupt"):
+        export_recording(recording, out, "csv")
+    assert not out.exists() and not any(p.name.startswith(".") for p in recording.parent.iterdir())

@@ -23,7 +23,6 @@ Supported layouts:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import warnings
@@ -36,6 +35,13 @@ from typing import Any
 import numpy as np
 
 from rigwatch.errors import FormatError
+from rigwatch.recordings.layout import (
+    TIMESTAMP_COLUMN,
+    channel_columns,
+    is_numeric,
+    read_meta,
+    timestamps_ns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +60,6 @@ SUFFIXES: dict[str, str] = {
 
 RATE_KEYS: tuple[str, ...] = ("sample_rate_hz", "fs")
 """Names of a scalar array of an ``.npz`` file that holds the sample rate in Hz."""
-
-RIGWATCH_FORMAT_VERSION = "1"
 
 _ACOULAR_DATASET = "time_data"
 _BENCHMARK_DATASET = "MicrophoneData/microphoneDataPa"
@@ -470,11 +474,18 @@ def _read_parquet(path: Path, keys: list[str] | None, rate: float | None) -> Rec
         ) from exc
     try:
         schema = pf.schema_arrow
-        metadata = _parquet_metadata(schema)
-        names, units, file_rate = _parquet_channels(path, schema, metadata, keys)
-        has_ts = "timestamp" in schema.names
+        meta = read_meta(schema, path)
+        if meta.is_rigwatch:
+            all_names = meta.channel_names
+            idx = _select(path, all_names, keys, "columns")
+            names = [all_names[i] for i in idx]
+            units = [meta.units[i] for i in idx]
+        else:
+            names = _foreign_channels(path, schema, channel_columns(schema), keys)
+            units = [""] * len(names)
+        has_ts = TIMESTAMP_COLUMN in schema.names
         try:
-            table = pf.read(columns=[*names, "timestamp"] if has_ts else names)
+            table = pf.read(columns=[*names, TIMESTAMP_COLUMN] if has_ts else names)
         except Exception as exc:
             raise FormatError(
                 f"{path}: Parquet data cannot be read (truncated or corrupt): {exc}"
@@ -491,9 +502,9 @@ def _read_parquet(path: Path, keys: list[str] | None, rate: float | None) -> Rec
         except Exception as exc:
             raise FormatError(f"{path}: column {n!r} cannot be converted: {exc}") from exc
         cols.append(_to_float32(values))
-    timestamps = _timestamps_ns(path, table.column("timestamp")) if has_ts else None
+    timestamps = timestamps_ns(table.column(TIMESTAMP_COLUMN), path) if has_ts else None
 
-    if file_rate is None and rate is None:
+    if meta.sample_rate_hz is None and rate is None:
         if timestamps is None:
             raise _rate_missing(path, "no rigwatch metadata and no timestamp column")
         if timestamps.shape[0] < 2:
@@ -503,7 +514,7 @@ def _read_parquet(path: Path, keys: list[str] | None, rate: float | None) -> Rec
             raise _rate_missing(path, "timestamps are not increasing")
         rate = 1e9 / step
         log.info("%s: sample rate inferred from timestamps: %g Hz", path, rate)
-    sr = _pick_rate(path, file_rate, rate, "rigwatch.sample_rate_hz")
+    sr = _pick_rate(path, meta.sample_rate_hz, rate, "rigwatch.sample_rate_hz")
     return Recording(
         data=_stack(cols),
         sample_rate_hz=sr,
@@ -511,60 +522,27 @@ def _read_parquet(path: Path, keys: list[str] | None, rate: float | None) -> Rec
         units=units,
         timestamps_ns=timestamps,
         source=str(path),
-        metadata=metadata,
+        metadata=dict(meta.text),
         format="parquet",
     )
 
 
-def _parquet_metadata(schema: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in (schema.metadata or {}).items():
-        key = k.decode("utf-8", errors="replace")
-        if key != "ARROW:schema":  # binary, not a fact worth keeping
-            out[key] = v.decode("utf-8", errors="replace")
-    return out
-
-
-def _parquet_channels(
-    path: Path, schema: Any, metadata: dict[str, str], keys: list[str] | None
-) -> tuple[list[str], list[str], float | None]:
-    """Channel columns to read, their units and the rate stated by the file (if any)."""
-    columns = list(schema.names)
-    if any(k.startswith("rigwatch.") for k in metadata):
-        version = metadata.get("rigwatch.format_version")
-        if version != RIGWATCH_FORMAT_VERSION:
-            raise FormatError(
-                f"{path}: rigwatch.format_version is {version!r}, this reader understands "
-                f"{RIGWATCH_FORMAT_VERSION!r}"
-            )
-        if "rigwatch.sample_rate_hz" not in metadata:
-            raise FormatError(f"{path}: rigwatch metadata lacks rigwatch.sample_rate_hz")
-        file_rate = _check_rate(
-            path, metadata["rigwatch.sample_rate_hz"], "rigwatch.sample_rate_hz"
-        )
-        all_names, all_units = _rigwatch_channels(path, metadata)
-        absent = [n for n in all_names if n not in columns]
-        if absent:
-            raise FormatError(
-                f"{path}: channels {', '.join(map(repr, absent))} listed in rigwatch.channels "
-                f"have no column; columns: {', '.join(columns)}"
-            )
-        for n in all_names:
-            if not _is_numeric(schema.field(n).type):
-                raise FormatError(
-                    f"{path}: column {n!r} has type {schema.field(n).type}, expected numeric"
-                )
-        idx = _select(path, all_names, keys, "columns")
-        return [all_names[i] for i in idx], [all_units[i] for i in idx], file_rate
-
-    numeric = [n for n in columns if n != "timestamp" and _is_numeric(schema.field(n).type)]
+def _foreign_channels(
+    path: Path,
+    schema: Any,
+    columns: list[str],
+    keys: list[str] | None,
+) -> list[str]:
+    """Channel columns of a Parquet file without rigwatch metadata: its numeric columns, or
+    ``keys`` (each checked to be a numeric column)."""
+    numeric = [n for n in columns if is_numeric(schema.field(n).type)]
     if keys is None:
-        skipped = [n for n in columns if n != "timestamp" and n not in numeric]
+        skipped = [n for n in columns if n not in numeric]
         if skipped:
             log.info("%s: skipping non-numeric columns %s", path, ", ".join(skipped))
         names = numeric
     else:
-        absent = [k for k in keys if k not in columns or k == "timestamp"]
+        absent = [k for k in keys if k not in columns]
         if absent:
             raise FormatError(
                 f"{path}: unknown columns {', '.join(map(repr, absent))}; "
@@ -578,63 +556,8 @@ def _parquet_channels(
                 )
         names = list(keys)
     if not names:
-        raise FormatError(f"{path}: no numeric channel columns; columns: {', '.join(columns)}")
-    return names, [""] * len(names), None
-
-
-def _is_numeric(t: Any) -> bool:
-    import pyarrow.types as pat
-
-    return bool(pat.is_integer(t) or pat.is_floating(t))
-
-
-def _rigwatch_channels(path: Path, metadata: dict[str, str]) -> tuple[list[str], list[str]]:
-    text = metadata.get("rigwatch.channels")
-    if text is None:
-        raise FormatError(f"{path}: rigwatch metadata lacks rigwatch.channels")
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{path}: rigwatch.channels is not valid JSON: {exc}") from exc
-    if not isinstance(items, list) or not items:
-        raise FormatError(f"{path}: rigwatch.channels must be a non-empty JSON list")
-    names: list[str] = []
-    units: list[str] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise FormatError(f"{path}: rigwatch.channels[{i}] must be an object with a name")
-        unit = item.get("unit", "")
-        if not isinstance(unit, str):
-            raise FormatError(f"{path}: rigwatch.channels[{i}].unit must be a string")
-        names.append(item["name"])
-        units.append(unit)
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise FormatError(f"{path}: rigwatch.channels repeats {', '.join(dup)}")
-    return names, units
-
-
-def _timestamps_ns(path: Path, col: Any) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.types as pat
-
-    if col.null_count:
-        raise FormatError(f"{path}: column 'timestamp' has {col.null_count} null values")
-    try:
-        if pat.is_timestamp(col.type):
-            if col.type.unit != "ns":
-                col = col.cast(pa.timestamp("ns", tz=col.type.tz))
-            col = col.cast(pa.int64())
-        elif not pat.is_integer(col.type):
-            raise FormatError(
-                f"{path}: column 'timestamp' has type {col.type}, expected an Arrow timestamp "
-                f"or int64 nanoseconds"
-            )
-        return np.ascontiguousarray(np.asarray(col.to_numpy(), dtype=np.int64))
-    except FormatError:
-        raise
-    except Exception as exc:
-        raise FormatError(f"{path}: column 'timestamp' cannot be converted: {exc}") from exc
+        raise FormatError(f"{path}: no numeric channel columns; columns: {', '.join(schema.names)}")
+    return names
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,463 @@
+"""Segment recorder: a ring-buffer reader that writes a device's stream to Parquet segments.
+
+The recorder never slows acquisition: the acquisition thread only sets a
+:class:`threading.Event`; the recorder's own thread reads the ring buffer from its own position
+and does all the I/O. If it falls behind by more than the buffer's capacity, the rows it lost
+are counted (``recorder.<device>.missed_rows``) and the open segment is closed, so that every
+segment holds consecutive rows (its ``rigwatch.start_index`` plus row number is the absolute
+index of each row).
+
+Each segment is an :class:`~rigwatch.acquisition.recorder.open_segment.OpenSegment` while it is
+written (a temporary Parquet file and a crash journal flushed at most ``flush_interval_s``
+apart) and appears under its final name, complete, when it is closed. After a crash,
+:func:`~rigwatch.acquisition.recorder.recovery.recover` turns the leftover journal into the
+segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rigwatch.acquisition.engine import DeviceStream
+from rigwatch.acquisition.recorder.open_segment import OpenSegment, file_size
+from rigwatch.acquisition.recorder.open_segment import row_group_rows as default_row_group_rows
+from rigwatch.acquisition.recorder.recovery import recover_journal
+from rigwatch.config.station import RecorderConfig
+from rigwatch.counters import Counters
+from rigwatch.errors import RecorderError
+from rigwatch.recordings.files import free_name
+from rigwatch.recordings.layout import recording_schema, writer_options
+from rigwatch.timefmt import file_stamp
+
+log = logging.getLogger(__name__)
+
+_ENDED_STATES = frozenset({"finished", "failed", "stopped"})
+_READ_CHUNK_BYTES = 16 * 1024 * 1024
+_DURATION_ROW_GUARD = 2.0  # a segment also ends after 2 x duration x rate rows
+_ERROR_BACKOFF_S = 1.0
+
+
+@dataclass
+class _FlushRequest:
+    done: threading.Event = field(default_factory=threading.Event)
+    result: int = 0
+    error: str | None = None
+
+
+RECORDER_NICE = 10
+"""Scheduling niceness added to recorder threads: encoding and compression yield the CPU to
+acquisition and live streaming, which have no slack, while the recorder has the whole ring
+buffer as slack."""
+
+
+def lower_thread_priority(increment: int) -> bool:
+    """Raise the calling thread's niceness by ``increment`` (Linux: per-thread priority).
+
+    Returns:
+        ``True`` when applied; ``False`` where the platform has no per-thread niceness.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except OSError:
+        return False
+    return True
+
+
+class SegmentRecorder:
+    """Records one device's stream into rotating Parquet segments.
+
+    Args:
+        stream: the device's stream; the recorder reads ``stream.buffer`` and listens to it.
+        config: directory, rotation (``segment_duration_s``, ``segment_max_bytes``), codec,
+            journal flush interval and fsync policy.
+        counters: where ``recorder.<device>.missed_rows`` and write errors are counted.
+        station: station name stored in each file's metadata.
+        start_index: absolute buffer index of the first row to record; default: the buffer's
+            write index now (0 before acquisition starts).
+        row_group_rows: rows per Parquet row group (default: 64 MiB of raw rows, at most 1 Mi).
+
+    Rotation: a segment ends before its first row whose timestamp is ``segment_duration_s`` or
+    more after the segment's first timestamp (and, against stuck clocks, after
+    ``2 * duration * sample_rate`` rows), and before the row that would bring the estimated
+    file size (raw bytes + 1 % + metadata, an upper bound) over ``segment_max_bytes``. Rows
+    are never lost or duplicated at a rotation. A gap (rows missed) also ends the segment.
+
+    Raises:
+        RecorderError: bad codec/level, or ``start_index`` beyond the buffer's write index.
+    """
+
+    def __init__(
+        self,
+        stream: DeviceStream,
+        config: RecorderConfig,
+        counters: Counters,
+        station: str = "station",
+        start_index: int | None = None,
+        *,
+        row_group_rows: int | None = None,
+    ) -> None:
+        self._stream = stream
+        self._config = config
+        self._counters = counters
+        self._station = station
+        self._device = stream.name
+        self._dir = Path(config.directory)
+        channels = stream.buffer.channels
+        self._row_bytes = 8 + 4 * channels
+        self._rg_rows = int(row_group_rows) if row_group_rows else default_row_group_rows(channels)
+        if self._rg_rows < 1:
+            raise RecorderError(f"row_group_rows must be >= 1, got {row_group_rows}")
+        self._chunk_rows = max(1, _READ_CHUNK_BYTES // self._row_bytes)
+        self._duration_ns = round(config.segment_duration_s * 1e9)
+        rate = float(stream.info.sample_rate_hz)
+        self._duration_rows = (
+            max(1, math.ceil(_DURATION_ROW_GUARD * config.segment_duration_s * rate))
+            if rate > 0
+            else None
+        )
+        # validate codec/level now rather than at the first segment
+        writer_options([], config.codec, config.compression_level)
+        write_index = stream.buffer.write_index
+        self._index = write_index if start_index is None else int(start_index)
+        if not 0 <= self._index <= write_index:
+            raise RecorderError(
+                f"{self._device}: start_index {self._index} outside [0, {write_index}]"
+            )
+
+        self._wake = threading.Event()
+        self._stop_requested = threading.Event()
+        self._stop_target: int | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._flush_requests: list[_FlushRequest] = []
+        self._closed = False  # thread ended: no more flush requests served
+        self._seg: OpenSegment | None = None
+        self._pending_since: float | None = None
+        # status (written by the recorder thread, read under _lock)
+        self._state = "idle"
+        self._segments: list[Path] = []
+        self._closed_bytes = 0
+        self._open_bytes = 0
+        self._rows_recorded = 0
+        self._missed = 0
+        self._last_error: str | None = None
+
+    # -- public ----------------------------------------------------------------------------
+    @property
+    def segments(self) -> list[Path]:
+        """Closed segment files of this recorder, oldest first."""
+        with self._lock:
+            return list(self._segments)
+
+    @property
+    def device(self) -> str:
+        """The recorded device's name."""
+        return self._device
+
+    def start(self) -> None:
+        """Create the directory and start the recorder thread (once).
+
+        Raises:
+            RecorderError: already started, or the directory cannot be created.
+        """
+        if self._thread is not None:
+            raise RecorderError(f"recorder of {self._device} already started")
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecorderError(f"cannot create {self._dir}: {exc}") from exc
+        with self._lock:
+            self._state = "recording"
+        self._stream.add_listener(self._on_advance)
+        self._thread = threading.Thread(
+            target=self._run, name=f"recorder-{self._device}", daemon=True
+        )
+        self._wake.set()  # read what is already there
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Record everything up to the buffer's write index now, close the segment, join.
+
+        Idempotent; a recorder never started just becomes ``"stopped"``.
+
+        Raises:
+            RecorderError: the thread did not end within ``timeout_s``.
+        """
+        thread = self._thread
+        if thread is None:
+            with self._lock:
+                self._state = "stopped"
+            return
+        if thread.is_alive():
+            self._stop_target = self._stream.buffer.write_index
+            self._stop_requested.set()
+            self._wake.set()
+            thread.join(timeout_s)
+            if thread.is_alive():
+                raise RecorderError(f"recorder of {self._device} did not stop in {timeout_s} s")
+        self._stream.remove_listener(self._on_advance)
+
+    def wait_finished(self, timeout_s: float | None = None) -> bool:
+        """Block until the recorder thread ended (after :meth:`stop` or the stream's end).
+
+        Returns:
+            True when it ended (or never started), False on timeout.
+        """
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout_s)
+        return not thread.is_alive()
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        """Read everything written so far and journal it now (for tests and shutdown hooks).
+
+        Returns:
+            The absolute buffer index up to which rows are journaled or in closed segments.
+
+        Raises:
+            RecorderError: the recorder is not running, the flush failed or timed out.
+        """
+        req = _FlushRequest()
+        with self._lock:
+            if self._thread is None or self._closed:
+                raise RecorderError(f"recorder of {self._device} is not running")
+            self._flush_requests.append(req)
+        self._wake.set()
+        if not req.done.wait(timeout_s):
+            raise RecorderError(f"recorder of {self._device}: flush timed out")
+        if req.error is not None:
+            raise RecorderError(f"recorder of {self._device}: flush failed: {req.error}")
+        return req.result
+
+    def status(self) -> dict[str, Any]:
+        """``{"device", "state", "segment", "segments_closed", "rows_recorded",
+        "bytes_written", "missed_rows", "last_error", "directory"}``.
+
+        ``state`` is ``"idle"``, ``"recording"``, ``"error"`` (last write failed; retrying),
+        ``"finished"`` (the stream ended and the last segment is closed) or ``"stopped"``.
+        ``bytes_written`` counts closed segments plus the open segment's bytes on disk so far
+        (its temporary Parquet file and its journal).
+        """
+        with self._lock:
+            return {
+                "device": self._device,
+                "state": self._state,
+                "segment": self._seg.name if self._seg is not None else None,
+                "segments_closed": len(self._segments),
+                "rows_recorded": self._rows_recorded,
+                "bytes_written": self._closed_bytes + self._open_bytes,
+                "missed_rows": self._missed,
+                "last_error": self._last_error,
+                "directory": str(self._dir),
+            }
+
+    # -- thread ----------------------------------------------------------------------------
+    def _on_advance(self, _write_index: int) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        lower_thread_priority(RECORDER_NICE)
+        final_state = "stopped"
+        requests: list[_FlushRequest] = []
+        try:
+            while True:
+                self._wake.wait(self._flush_timeout())
+                self._wake.clear()
+                with self._lock:  # served after this iteration's reads; failed by its error
+                    requests, self._flush_requests = self._flush_requests, []
+                try:
+                    if self._stop_requested.is_set():
+                        self._pump(self._stop_target)
+                        self._close_segment()
+                        self._answer(requests)
+                        final_state = "stopped"
+                        return
+                    ended = self._stream.state in _ENDED_STATES
+                    self._pump(None)
+                    if requests:
+                        self._flush()
+                        self._answer(requests)
+                        requests = []
+                    if self._flush_due():
+                        self._flush()
+                    if ended:
+                        self._pump(None)
+                        self._close_segment()
+                        self._answer(requests)
+                        final_state = "finished"
+                        log.info("%s: stream ended, recorder finished", self._device)
+                        return
+                    with self._lock:
+                        if self._state == "error":
+                            self._state = "recording"
+                except Exception as exc:
+                    self._on_error(exc)
+                    for req in requests:
+                        req.error = self._last_error
+                        req.done.set()
+                    if self._stop_requested.is_set() or self._stream.state in _ENDED_STATES:
+                        final_state = "stopped" if self._stop_requested.is_set() else "finished"
+                        return
+                    self._stop_requested.wait(_ERROR_BACKOFF_S)  # then retry
+                    self._wake.set()
+        finally:
+            with self._lock:
+                self._closed = True
+                self._state = final_state
+                requests += self._flush_requests
+                self._flush_requests = []
+            for req in requests:
+                if not req.done.is_set():
+                    req.error = "recorder stopped"
+                    req.done.set()
+
+    def _answer(self, requests: list[_FlushRequest]) -> None:
+        for req in requests:
+            req.result = self._index
+            req.done.set()
+
+    def _flush_timeout(self) -> float | None:
+        if self._pending_since is None:
+            return None
+        return max(0.0, self._pending_since + self._config.flush_interval_s - time.monotonic())
+
+    def _flush_due(self) -> bool:
+        return (
+            self._pending_since is not None
+            and time.monotonic() - self._pending_since >= self._config.flush_interval_s
+        )
+
+    def _pump(self, limit: int | None) -> None:
+        """Read (up to absolute index ``limit``) until caught up, flushing when due."""
+        buf = self._stream.buffer
+        while True:
+            max_rows = self._chunk_rows
+            if limit is not None:
+                max_rows = min(max_rows, limit - self._index)
+                if max_rows <= 0:
+                    return
+            elif self._stop_requested.is_set():
+                return
+            r = buf.read_since(self._index, max_rows=max_rows)
+            if r.missed:
+                self._on_missed(r.missed)
+                self._index = r.start_index
+            if r.data.shape[0] == 0:
+                return
+            self._consume(r.timestamps_ns, r.data, r.start_index)
+            if self._flush_due():
+                self._flush()
+
+    def _on_missed(self, missed: int) -> None:
+        self._counters.inc(
+            f"recorder.{self._device}.missed_rows",
+            missed,
+            message=f"recorder fell behind the ring buffer at index {self._index}",
+        )
+        with self._lock:
+            self._missed += missed
+        log.warning("%s: recorder missed %d rows at index %d", self._device, missed, self._index)
+        self._close_segment()  # a segment holds consecutive rows only
+
+    def _consume(self, ts: np.ndarray, data: np.ndarray, start_index: int) -> None:
+        """Append rows to segments, rotating as needed; advances ``self._index`` row-exactly
+        (so that after a write error nothing is recorded twice)."""
+        n = int(ts.shape[0])
+        pos = 0
+        while pos < n:
+            if self._seg is None:
+                self._open_segment(int(ts[pos]), start_index + pos)
+            seg = self._seg
+            assert seg is not None
+            take = min(seg.room(), n - pos)
+            late = np.flatnonzero(ts[pos : pos + take] >= seg.first_ts + self._duration_ns)
+            if late.size:
+                take = int(late[0])
+            if take > 0:
+                seg.append(ts[pos : pos + take], data[pos : pos + take])
+                if self._pending_since is None:
+                    self._pending_since = time.monotonic()
+                with self._lock:
+                    self._rows_recorded += take
+                pos += take
+                self._index = start_index + pos
+            if take == 0 or late.size or seg.room() == 0:
+                self._close_segment()
+
+    def _open_segment(self, first_ts: int, start_index: int) -> None:
+        schema = recording_schema(self._stream.info, self._station, start_index)
+        name = free_name(self._dir, f"{self._device}_{file_stamp(first_ts)}")
+        seg = OpenSegment(
+            self._dir, name, schema, first_ts, self._duration_rows, self._config, self._rg_rows
+        )
+        with self._lock:
+            self._seg = seg
+            self._open_bytes = 0
+        log.debug("%s: opened segment %s at index %d", self._device, name, start_index)
+
+    def _flush(self) -> None:
+        if self._seg is not None:
+            self._seg.flush()
+            # the open segment's rows are on disk in its journal until row groups are written
+            size = file_size(self._seg.tmp) + file_size(self._seg.journal)
+            with self._lock:
+                self._open_bytes = size
+        self._pending_since = None
+
+    def _close_segment(self) -> None:
+        seg = self._seg
+        if seg is None:
+            return
+        path = seg.close()
+        size = file_size(path)
+        with self._lock:
+            self._seg = None
+            self._segments.append(path)
+            self._closed_bytes += size
+            self._open_bytes = 0
+        self._pending_since = None
+        log.info(
+            "%s: closed segment %s (%d rows, %d bytes)", self._device, path.name, seg.rows, size
+        )
+
+    def _on_error(self, exc: Exception) -> None:
+        msg = f"{type(exc).__name__}: {exc}"
+        log.exception("%s: recording failed", self._device)
+        self._counters.inc(f"recorder.{self._device}.write_error", message=msg)
+        seg = self._seg
+        if seg is not None:
+            if seg.pending_rows:
+                self._counters.inc(
+                    f"recorder.{self._device}.lost_rows", seg.pending_rows, message=msg
+                )
+            seg.abort()
+            try:  # salvage what was journaled; else the journal waits for recover()
+                salvaged = recover_journal(
+                    seg.journal, self._counters, self._config.codec, self._config.compression_level
+                )
+                if salvaged is not None:
+                    with self._lock:
+                        self._segments.append(salvaged)
+                        self._closed_bytes += file_size(salvaged)
+            except Exception:
+                log.exception("%s: cannot salvage %s now", self._device, seg.journal)
+        self._pending_since = None
+        with self._lock:
+            self._seg = None
+            self._open_bytes = 0
+            self._state = "error"
+            self._last_error = msg

@@ -1,0 +1,6 @@
+"""Fleet: the central server of machines, rules, alerts and history (planned).
+
+Layer rule (docs/architecture.md): uses ``config``, ``recordings`` and ``wire``; never
+``station``, ``web``, ``acquisition`` or ``devices``; never ``agent`` or ``pipeline`` (they meet
+the fleet only over the wire).
+"""

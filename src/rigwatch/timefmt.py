@@ -1,0 +1,42 @@
+"""Text forms of timestamps: int64 nanoseconds since the Unix epoch (UTC) to ISO 8601 and to
+the compact stamp used in file names. Every part formats time through these two functions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+NS_PER_S = 1_000_000_000
+
+
+def _utc_datetime(ts_ns: int) -> datetime:
+    """``ts_ns`` as an aware UTC datetime, truncated to microseconds.
+
+    Raises:
+        OverflowError, OSError, ValueError: outside the range of :class:`datetime.datetime`.
+    """
+    seconds, rest_ns = divmod(int(ts_ns), NS_PER_S)
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest_ns // 1000)
+
+
+def iso_utc(ts_ns: int) -> str:
+    """ISO 8601 UTC text of a timestamp, microsecond precision, ``Z`` suffix
+    (``2024-05-01T12:00:00.123456Z``).
+
+    Raises:
+        OverflowError, OSError, ValueError: ``ts_ns`` is outside years 1..9999.
+    """
+    return _utc_datetime(ts_ns).isoformat().replace("+00:00", "Z")
+
+
+def file_stamp(ts_ns: int) -> str:
+    """``%Y%m%dT%H%M%S_%fZ`` of a timestamp, for file names (``20240501T120000_123456Z``).
+
+    Sorts like the time it names. A timestamp outside the datetime range (a device's clock gone
+    wrong) gives the stamp of the wall clock now instead of an error, so a file can always be
+    named.
+    """
+    try:
+        dt = _utc_datetime(ts_ns)
+    except (OverflowError, OSError, ValueError):
+        dt = datetime.now(tz=UTC)
+    return dt.strftime("%Y%m%dT%H%M%S_%fZ")
