@@ -59,6 +59,7 @@ def _serve(
 
     from rigwatch.config import load_config
     from rigwatch.station import Station
+    from rigwatch.web.security import AccessPolicy
     from rigwatch.web.station_app import create_app
 
     try:
@@ -66,12 +67,13 @@ def _serve(
         if recordings is not None:
             recorder = cfg.recorder.model_copy(update={"directory": recordings.resolve()})
             cfg = cfg.model_copy(update={"recorder": recorder})
+        host = host or cfg.server.host
+        access = AccessPolicy.from_config(cfg.server, host)
         station = Station(cfg, simulate=simulate)
     except RigwatchError as exc:
         raise _fail(exc) from None
-    host = host or cfg.server.host
     port = cfg.server.port if port is None else port
-    fastapi_app = create_app(station)
+    fastapi_app = create_app(station, access=access)
     server = uvicorn.Server(
         uvicorn.Config(
             fastapi_app,

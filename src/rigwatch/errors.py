@@ -34,6 +34,10 @@ class RecorderError(RigwatchError):
     """A recording segment could not be written or recovered."""
 
 
+class DiskFull(RecorderError):
+    """The recordings' file system is full, or below the configured free-space floor."""
+
+
 class ProtocolError(RigwatchError):
     """A frame or message on a wire (serial line, WebSocket) is malformed."""
 

@@ -109,53 +109,6 @@ class Station:
         """
         return self.modes.request(mode)
 
-    # -- views for the API -------------------------------------------------------------------
-    def status(self, live: dict | None = None) -> dict:
-        """Acquisition, recorder, live and error state, as JSON-ready data."""
-        uptime = (
-            0.0 if self.started_monotonic is None else time.monotonic() - self.started_monotonic
-        )
-        return {
-            "station": self.config.name,
-            "mode": self.mode,
-            "uptime_s": round(uptime, 3),
-            "devices": [
-                {
-                    "name": s.name,
-                    "driver": s.info.driver,
-                    "state": s.state,
-                    "sample_rate_hz": s.info.sample_rate_hz,
-                    "channels": [{"name": c.name, "unit": c.unit} for c in s.info.channels],
-                    "rows": s.stats.rows,
-                    "blocks": s.stats.blocks,
-                    "device_errors": s.stats.device_errors,
-                    "last_error": s.stats.last_error,
-                }
-                for s in self.streams.values()
-            ],
-            "recorder": {name: rec.status() for name, rec in self.recorders.items()},
-            "live": live or {},
-            "errors": self.counters.snapshot(),
-            "error_messages": self.counters.last_messages(),
-        }
-
-    def buffer_status(self) -> dict:
-        """Fill state of every device's ring buffer."""
-        out = {}
-        for s in self.streams.values():
-            b = s.buffer
-            out[s.name] = {
-                "capacity_rows": b.capacity,
-                "channels": b.channels,
-                "write_index": b.write_index,
-                "oldest_index": b.oldest_index,
-                "rows_available": b.rows_available,
-                "fill_ratio": round(b.rows_available / b.capacity, 6),
-                "memory_bytes": b.nbytes,
-                "seconds_available": round(b.rows_available / s.info.sample_rate_hz, 3),
-            }
-        return {"devices": out}
-
     def sensors(self) -> dict:
         """Latest calibrated value of every channel of every device."""
         devices = {}
@@ -178,15 +131,6 @@ class Station:
                 "units": {c.name: c.unit for c in s.info.channels},
             }
         return {"timestamp": iso_utc(time.time_ns()), "devices": devices}
-
-    def latest_value(self, device: str, channel: str) -> float | None:
-        """Latest calibrated value of one channel, ``None`` before the first sample or if NaN."""
-        s = self.streams[device]
-        latest = s.buffer.latest()
-        if latest is None:
-            return None
-        v = float(latest[0][s.info.channel_names.index(channel)])
-        return None if v != v else v
 
     def save_buffers(self, device: str | None = None, last_n: int | None = None) -> list[Path]:
         """Write ring-buffer content to Parquet snapshots, one file per (non-empty) device.

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from rigwatch.station import Station
+from rigwatch.web.security import AccessPolicy
 from rigwatch.web.station_app import create_app
 
 
@@ -20,7 +21,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(station: Station) -> Iterator[str]:
+def serve(station: Station, access: AccessPolicy | None = None) -> Iterator[str]:
     """Run ``station`` behind uvicorn in a thread; yield its address; stop it after.
 
     The listening socket is bound before uvicorn starts, so a client may connect at once: its
@@ -32,7 +33,7 @@ def serve(station: Station) -> Iterator[str]:
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(station),
+            create_app(station, access=access),
             log_level="warning",
             ws_max_size=1 << 20,
             ws_per_message_deflate=False,

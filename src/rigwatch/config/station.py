@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model, model_validator
 
@@ -24,15 +24,53 @@ from rigwatch.recordings.codecs import Codec
 
 
 class ServerConfig(Strict):
-    """Where the station's HTTP server listens and how it shuts down."""
+    """Where the station's HTTP server listens, who may use it and how it shuts down.
+
+    Anything that writes or commands (``POST`` requests, WebSocket commands) is refused from a
+    web page of another origin than the station's own and those in ``allowed_origins``. A
+    station listening beyond the loopback interface also requires a token for it: the
+    ``RIGWATCH_TOKEN`` environment variable, else the content of ``token_file``, else one
+    generated at start and printed once.
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(default=5001, ge=0, le=65535)
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Other web origins (scheme://host:port) that may use the API (CORS, "
+        "WebSocket Origin check).",
+    )
+    token_file: ResolvedPath | None = Field(
+        default=None, description="File holding the token for writes and commands."
+    )
+    require_token: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="'auto': a token is required when host is not a loopback address.",
+    )
     shutdown_grace_s: int = Field(
         default=5,
         ge=1,
         le=300,
         description="On Ctrl-C or SIGTERM, requests still running after this are cut off.",
+    )
+
+
+class ApiConfig(Strict):
+    """Bounds that keep heavy requests from starving acquisition and the live stream."""
+
+    max_concurrent_queries: int = Field(
+        default=2, ge=1, le=64, description="Recording queries served at the same time."
+    )
+    query_wait_s: float = Field(
+        default=2.0, ge=0, le=60, description="How long a query waits for a slot (then 503)."
+    )
+    max_query_values: int = Field(
+        default=400_000,
+        ge=1000,
+        description="Largest reply of a query: max_points x channels x 2 (min and max).",
+    )
+    snapshot_min_interval_s: float = Field(
+        default=5.0, ge=0, description="Buffer snapshots at most this often (then 429)."
     )
 
 
@@ -95,6 +133,7 @@ class StationConfig(Strict):
     buffer: BufferConfig = BufferConfig()
     recorder: RecorderConfig = RecorderConfig()
     live: LiveConfig = LiveConfig()
+    api: ApiConfig = ApiConfig()
     pressure_push: PressurePushConfig | None = None
     devices: list[DeviceConfig] = Field(
         min_length=1, description="One entry per device; keys depend on its driver."

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
 
 from rigwatch.acquisition.engine import DeviceStream
 from rigwatch.acquisition.recorder.open_segment import row_group_rows
-from rigwatch.errors import RecorderError
+from rigwatch.errors import DiskFull, RecorderError
 from rigwatch.recordings.files import SNAPSHOT_PREFIX, free_name, write_table_atomically
 from rigwatch.recordings.layout import recording_schema, rows_to_batch
 from rigwatch.timefmt import file_stamp
@@ -34,6 +35,7 @@ def save_buffer_snapshot(
         The file's path.
 
     Raises:
+        DiskFull: no space left for the file (nothing is left behind).
         RecorderError: the buffer is empty, bad codec, or the file could not be written.
     """
     buf = stream.buffer
@@ -56,4 +58,6 @@ def save_buffer_snapshot(
             fsync=fsync,
         )
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"cannot write buffer snapshot of {stream.name}: {exc}") from exc
         raise RecorderError(f"cannot write buffer snapshot of {stream.name}: {exc}") from exc

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -417,6 +418,7 @@ class SimulatedStm32Device(Stm32Device):
             counters,
             serial_factory=self._open_emulator,
         )
+        self._info = replace(self._info, extra={**self._info.extra, "simulated": "true"})
 
     def _open_emulator(self, _url: str, **kwargs: Any) -> Any:
         return serial.serial_for_url(self.emulator.start(), **kwargs)

@@ -1,0 +1,55 @@
+"""Station state: health, status, newest values, ring buffers, and the mode."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from rigwatch import __version__
+from rigwatch.errors import ModeRefused
+from rigwatch.timefmt import iso_utc
+from rigwatch.web import views
+from rigwatch.web.deps import Context, StationDep, Writer
+from rigwatch.web.problems import problem_responses
+from rigwatch.web.schemas import BufferStatus, Hello, ModeChange, Sensors, StationStatus
+
+router = APIRouter(prefix="/api", tags=["station"])
+
+
+@router.get("/hello")
+def hello(station: StationDep) -> Hello:
+    """Health check that names the station."""
+    return Hello(message="rigwatch station", station=station.config.name, version=__version__)
+
+
+@router.get("/status")
+def status(ctx: Context) -> StationStatus:
+    """Devices, recorders, live clients, mode and error counters."""
+    return views.station_status(ctx.station, ctx.hub)
+
+
+@router.get("/sensors")
+def sensors(station: StationDep) -> Sensors:
+    """Newest calibrated value of every channel."""
+    return views.sensors(station)
+
+
+@router.get("/buffer_status")
+def buffer_status(station: StationDep) -> BufferStatus:
+    """Fill state of each device's ring buffer."""
+    return views.buffer_status(station)
+
+
+@router.post(
+    "/system_mode/{mode}",
+    dependencies=[Writer],
+    responses=problem_responses(401, 403, 409),
+)
+def system_mode(mode: str, station: StationDep) -> ModeChange:
+    """Change the station's mode (idle, monitoring, test, maintenance) along its transition
+    table; a change the table does not allow is refused (409) with the allowed ones."""
+    try:
+        state = station.set_mode(mode)
+    except ModeRefused as exc:
+        station.counters.inc("http.mode_refused", message=str(exc))
+        raise HTTPException(409, str(exc)) from None
+    return ModeChange(mode=state.mode.value, since=iso_utc(state.since_ns))
