@@ -170,6 +170,33 @@ def demo(
     _serve(DEMO_CONFIG, None, port, duration_s)
 
 
+@app.command("openapi")
+def openapi(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="File (default: stdout).")] = None,
+) -> None:
+    """Print the station API's OpenAPI document (the web page's types are generated from it)."""
+    import json
+
+    from rigwatch.config.station import StationConfig
+    from rigwatch.station import Station
+    from rigwatch.web.security import AccessPolicy
+    from rigwatch.web.station_app import create_app
+
+    # any station has the same API; this one is never started
+    cfg = StationConfig.from_dict(
+        {"devices": [{"name": "d", "driver": "sim", "sample_rate_hz": 1, "channel_count": 1}]}
+    )
+    spec = create_app(
+        Station(cfg), manage_station=False, access=AccessPolicy(frozenset(), None)
+    ).openapi()
+    spec["info"]["title"] = "rigwatch station"
+    text = json.dumps(spec, indent=2, sort_keys=True) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="TOML config file.")]) -> None:
     """Validate a station config; print what it defines or what is wrong."""

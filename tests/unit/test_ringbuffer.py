@@ -98,3 +98,42 @@ def test_concurrent_reader_never_sees_torn_or_overwritten_rows():
     t.join(30)
     assert not problems
     assert seen == total  # every row either read or counted as missed
+
+
+def _check_rows(r) -> None:
+    want = np.arange(r.start_index, r.end_index)
+    np.testing.assert_array_equal(r.data[:, 0], (want * 10).astype(np.float32))
+    np.testing.assert_array_equal(r.timestamps_ns, want * 1000)
+
+
+@pytest.mark.parametrize("overwrite", [1, 4, 9, 10, 25])
+def test_writer_overwriting_between_copy_and_recheck_never_yields_a_torn_row(overwrite: int):
+    """The writer overwrites rows while a reader copies them (forced at the exact moment by
+    the hook): the reader gets only rows whose content matches their index, and exactly the
+    overwritten ones are reported missed."""
+    rb = RingBuffer(10, 3)
+    rb.write(*rows(0, 10))  # full: rows 0..9
+    written = 10
+
+    def writer_strikes() -> None:
+        nonlocal written
+        rb.after_copy_hook = None  # once
+        rb.write(*rows(written, overwrite))
+        written += overwrite
+
+    rb.after_copy_hook = writer_strikes
+    r = rb.read_since(0)  # copies rows 0..9, then the writer overwrites the oldest
+    lost = min(overwrite, 10)
+    assert r.missed == lost and r.start_index == lost
+    assert r.end_index == 10  # the copy ended where the write index was when it began
+    _check_rows(r)
+
+
+def test_writer_wrapping_during_a_two_part_copy_never_yields_a_torn_row():
+    rb = RingBuffer(10, 3)
+    rb.write(*rows(0, 16))  # rows 6..15 kept, wrapped at position 6
+    rb.after_copy_hook = lambda: (setattr(rb, "after_copy_hook", None), rb.write(*rows(16, 7)))
+    r = rb.read_since(8)  # rows 8..15: both parts of the ring
+    assert r.start_index == 13 and r.missed == 5 and r.end_index == 16
+    _check_rows(r)
+    assert rb.read_since(r.end_index).start_index == 16

@@ -13,6 +13,7 @@ meanwhile (the seqlock pattern). Readers therefore never block the writer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,10 @@ class RingBuffer:
         self._ts = np.zeros(self.capacity, dtype=np.int64)
         self._write_index = 0  # published: rows [.., _write_index) are readable
         self._claimed_end = 0  # rows below _claimed_end - capacity may be overwritten now
+        self.after_copy_hook: Callable[[], None] | None = None
+        """Called by readers between their copy and the re-check of the claim (None in
+        production): a seam where a test makes the writer overwrite the rows being read,
+        deterministically, to show a torn row is never returned."""
 
     # -- writer ----------------------------------------------------------------------------
     def write(self, data: np.ndarray, timestamps_ns: np.ndarray) -> int:
@@ -148,6 +153,9 @@ class RingBuffer:
         if max_rows is not None:
             end = min(end, start + max(0, int(max_rows)))
         data, ts = self._copy(start, end)
+        hook = self.after_copy_hook
+        if hook is not None:
+            hook()
         # the writer may have overwritten the head of our range while we copied
         oldest_now = max(0, self._claimed_end - self.capacity)
         if oldest_now > start:
