@@ -18,7 +18,6 @@ from rigwatch.counters import Counters
 from rigwatch.devices.protocols import AcquisitionDevice
 from rigwatch.devices.registry import DriverContext, build_device
 from rigwatch.modes import ModeMachine, ModeState
-from rigwatch.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -108,29 +107,6 @@ class Station:
             ModeRefused: unknown mode or a change the transition table does not allow.
         """
         return self.modes.request(mode)
-
-    def sensors(self) -> dict:
-        """Latest calibrated value of every channel of every device."""
-        devices = {}
-        for s in self.streams.values():
-            latest = s.buffer.latest()
-            names = s.info.channel_names
-            if latest is None:
-                values = dict.fromkeys(names)
-                ts = None
-            else:
-                row, ts_ns = latest
-                values = {
-                    n: (None if v != v else float(v))
-                    for n, v in zip(names, row.tolist(), strict=True)
-                }
-                ts = iso_utc(ts_ns)
-            devices[s.name] = {
-                "timestamp": ts,
-                "values": values,
-                "units": {c.name: c.unit for c in s.info.channels},
-            }
-        return {"timestamp": iso_utc(time.time_ns()), "devices": devices}
 
     def save_buffers(self, device: str | None = None, last_n: int | None = None) -> list[Path]:
         """Write ring-buffer content to Parquet snapshots, one file per (non-empty) device.

@@ -240,3 +240,51 @@ def test_query_gate_refuses_beyond_its_slots() -> None:
     t.start()
     t.join(30)
     assert out == [["busy 503 1", "done", "done", "free again"]]
+
+
+def _recv(ws) -> dict:
+    import msgpack
+
+    return msgpack.unpackb(ws.recv(timeout=10), raw=False)
+
+
+def test_websocket_from_a_foreign_origin_is_refused_at_the_handshake(served) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    _station, _, base = served
+    url = base.replace("http://", "ws://") + "/ws"
+    with pytest.raises(InvalidStatus) as e:
+        connect(url, origin="https://evil.example", open_timeout=10)
+    assert e.value.response.status_code == 403
+    with connect(url, origin=base, open_timeout=10) as ws:  # the station's own page
+        ws.send('{"type": "ping"}')
+        assert _recv(ws) == {"type": "pong"}
+    with connect(url, open_timeout=10) as ws:  # not a browser: no Origin
+        ws.send('{"type": "ping"}')
+        assert _recv(ws) == {"type": "pong"}
+    assert httpx.get(f"{base}/api/status").json()["errors"]["ws.forbidden_origin"] == 1
+
+
+def test_websocket_commands_need_the_token_beyond_localhost(tmp_path: Path) -> None:
+    from websockets.sync.client import connect
+
+    cfg = config(tmp_path)
+    access = AccessPolicy.from_config(cfg.server, "0.0.0.0", environ={"RIGWATCH_TOKEN": TOKEN})
+    station = Station(cfg, devices=[ListDevice("dev")])
+    with serve(station, access=access) as addr:
+        with connect(f"ws://{addr}/ws", open_timeout=10) as ws:
+            ws.send('{"type": "system_mode"}')  # reading the mode needs nothing
+            assert _recv(ws) == {"type": "system_mode", "mode": "idle"}
+            ws.send('{"type": "system_mode", "mode": "test"}')
+            e = _recv(ws)
+            assert e["code"] == "unauthorized" and "?token=" in e["message"]
+        assert station.mode == "idle"
+        with connect(f"ws://{addr}/ws?token={TOKEN}", open_timeout=10) as ws:
+            ws.send('{"type": "system_mode", "mode": "test"}')
+            assert _recv(ws) == {"type": "system_mode", "mode": "test"}
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        with connect(f"ws://{addr}/ws", additional_headers=headers, open_timeout=10) as ws:
+            ws.send('{"type": "system_mode", "mode": "monitoring"}')
+            assert _recv(ws) == {"type": "system_mode", "mode": "monitoring"}
+        assert httpx.get(f"http://{addr}/api/status").json()["errors"]["ws.unauthorized"] == 1

@@ -9,7 +9,8 @@ absolute sample index) so that no peak is hidden however far the display zooms o
 A slow client never slows acquisition or other clients: its subscription simply falls behind in
 the ring buffer; beyond ``max_backlog_s`` it skips ahead to the newest data and the skipped
 samples are reported in the next frame's ``missed`` and counted (``live.samples_skipped``).
-The wire format is described in ``docs/live-protocol.md``.
+The hub serves at most ``max_clients`` connections (:meth:`LiveHub.admit`). The wire format is
+described in ``docs/live-protocol.md``.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def error_frame(code: str, message: str, **extra: object) -> bytes:
 
 @dataclass
 class HubStats:
-    """Totals over all clients since start."""
+    """Connected clients now, and totals over all clients since start."""
 
     clients: int = 0
     frames_sent: int = 0
@@ -299,6 +300,23 @@ class LiveHub:
         self._events[name] = asyncio.Event()
         event.set()
 
+    # -- clients ------------------------------------------------------------------------------
+    def admit(self) -> bool:
+        """Count one more connected client, unless ``max_clients`` are connected already.
+
+        Returns:
+            whether the client was admitted; an admitted client is released with
+            :meth:`release` when it goes.
+        """
+        if self.stats.clients >= self.config.max_clients:
+            return False
+        self.stats.clients += 1
+        return True
+
+    def release(self) -> None:
+        """Count one admitted client gone."""
+        self.stats.clients -= 1
+
     # -- subscriptions ------------------------------------------------------------------------
     def make_subscription(
         self,
@@ -309,9 +327,23 @@ class LiveHub:
     ) -> Subscription:
         """Validate a subscribe request and create its subscription (not yet running).
 
+        Args:
+            device: device name.
+            channels: channel names, in the order wanted; ``None`` or empty: all.
+            display_rate_hz: display points per second per channel, finite and at least
+                ``sample_rate_hz / capacity_rows`` of the device's ring buffer (one bucket of
+                the whole buffer); above ``sample_rate_hz`` raw samples are sent. Default:
+                ``default_display_rate_hz``, raised to that minimum if below it.
+            fps: frames per second, finite, within ``[min_fps, max_fps]``; default
+                ``default_fps``.
+
+        Returns:
+            the subscription, its ``bucket_size`` within ``[1, capacity_rows]``, starting at
+            the newest whole bucket.
+
         Raises:
-            SubscriptionError: unknown device or channel, or an invalid rate; its ``code``
-                names which.
+            SubscriptionError: unknown device or channel, or a rate out of range; its ``code``
+                names which (``unknown_device``, ``unknown_channel``, ``invalid_field``).
         """
         stream = self.streams.get(device)
         if stream is None:
@@ -331,20 +363,27 @@ class LiveHub:
                     f"channels: {', '.join(names)}",
                 )
             columns = [names.index(c) for c in channels]
-        display = (
-            self.config.default_display_rate_hz if display_rate_hz is None else display_rate_hz
-        )
-        fps_v = self.config.default_fps if fps is None else fps
-        if not (math.isfinite(display) and display > 0):
-            raise SubscriptionError(
-                "invalid_field", f"display_rate_hz must be > 0, got {display!r}"
-            )
-        if not (math.isfinite(fps_v) and 0 < fps_v <= self.config.max_fps):
-            raise SubscriptionError(
-                "invalid_field", f"fps must be in (0, {self.config.max_fps:g}], got {fps_v!r}"
-            )
         rate = stream.info.sample_rate_hz
-        bucket = max(1, int(rate // display))
+        capacity = stream.buffer.capacity
+        min_display = rate / capacity
+        if display_rate_hz is None:
+            display = max(self.config.default_display_rate_hz, min_display)
+        else:
+            display = display_rate_hz
+            if not (math.isfinite(display) and display > 0 and display >= min_display):
+                raise SubscriptionError(
+                    "invalid_field",
+                    f"display_rate_hz must be a finite number >= {min_display:g} for device "
+                    f"{device!r} ({rate:g} Hz, ring buffer of {capacity} rows: one display "
+                    f"bucket at most), got {display!r}",
+                )
+        fps_v = self.config.default_fps if fps is None else fps
+        lo, hi = self.config.min_fps, self.config.max_fps
+        if not (math.isfinite(fps_v) and lo <= fps_v <= hi):
+            raise SubscriptionError(
+                "invalid_field", f"fps must be in [{lo:g}, {hi:g}], got {fps_v!r}"
+            )
+        bucket = min(capacity, max(1, int(rate // display)))
         start = stream.buffer.write_index
         start -= start % bucket
         # bytes per bucket: t_ns plus one float32 per column (raw) or two (min and max)

@@ -100,20 +100,59 @@ class RecorderConfig(Strict):
 
 
 class LiveConfig(Strict):
-    default_fps: float = Field(default=30.0, gt=0, le=240)
-    max_fps: float = Field(default=120.0, gt=0, le=1000)
-    default_display_rate_hz: float = Field(default=2_000.0, gt=0)
+    """The live WebSocket ``/ws``: frame rates, display rate, and bounds on each client."""
+
+    default_fps: float = Field(
+        default=30.0, gt=0, le=240, description="Frames per second when a subscribe gives none."
+    )
+    min_fps: float = Field(
+        default=0.1, gt=0, le=240, description="Lowest frames per second a client may ask."
+    )
+    max_fps: float = Field(
+        default=120.0, gt=0, le=1000, description="Highest frames per second a client may ask."
+    )
+    default_display_rate_hz: float = Field(
+        default=2_000.0,
+        gt=0,
+        description="Display points per second per channel when a subscribe gives none.",
+    )
     max_backlog_s: float = Field(
         default=2.0, gt=0, description="A client further behind than this skips ahead (counted)."
     )
     max_message_bytes: int = Field(
-        default=64 * 1024, ge=256, description="Largest message a client may send."
+        default=64 * 1024,
+        ge=256,
+        le=1024 * 1024,
+        description="Largest message a client may send; larger ones get an 'oversized' error. "
+        "At most 1 MiB, the server's WebSocket limit (beyond it the connection is closed).",
     )
     max_frame_bytes: int = Field(
         default=4 * 1024 * 1024,
         ge=64 * 1024,
         description="Largest data frame sent; more rows wait for the next frame.",
     )
+    max_clients: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Live connections served at once; more are closed with code 1013.",
+    )
+    send_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A client that leaves a frame unsent this long (it does not read) is "
+        "disconnected with code 1008 and counted; nothing else waits for it.",
+    )
+
+    @model_validator(mode="after")
+    def _fps_bounds(self) -> LiveConfig:
+        if not self.min_fps <= self.default_fps <= self.max_fps:
+            raise ValueError(
+                f"default_fps must be within [min_fps, max_fps] = [{self.min_fps:g}, "
+                f"{self.max_fps:g}], got {self.default_fps:g}"
+            )
+        return self
 
 
 class PressurePushConfig(Strict):

@@ -1,9 +1,21 @@
 """One client connection of the live WebSocket ``/ws``: messages in, frames out.
 
 A :class:`LiveSession` reads the client's messages (MessagePack, or JSON text), validates them,
-answers each type with one method, and runs one frame-sending task per subscribed device. Bad
-messages are answered with an ``error`` frame and counted (``ws.<code>``); the connection stays
-open. The protocol is described in ``docs/live-protocol.md``.
+answers each type with one method, and runs one frame-sending task per subscribed device.
+
+- A bad message is answered with an ``error`` frame and counted (``ws.<code>``); a fault while
+  answering one is answered with an ``internal`` error and counted (``ws.internal_error``). The
+  connection stays open in both cases.
+- A frame the connection does not take within ``live.send_timeout_s`` (the client does not
+  read) evicts the client: close code 1008, counted ``ws.evicted_slow_client``.
+- Beyond ``live.max_clients`` connections, a new one is closed at once: code 1013, counted
+  ``ws.refused_max_clients``.
+- A message larger than the server's WebSocket limit closes the connection (code 1009, by the
+  server's WebSocket layer), counted ``ws.closed_oversized``; so do a text message that is not
+  UTF-8 (1007, ``ws.closed_invalid_data``) and a frame breaking RFC 6455 (1002,
+  ``ws.closed_protocol_error``).
+
+The protocol is described in ``docs/live-protocol.md``.
 """
 
 from __future__ import annotations
@@ -11,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgpack
@@ -26,8 +40,24 @@ from rigwatch.acquisition.live import (
 )
 from rigwatch.errors import ModeRefused
 from rigwatch.station import Station
+from rigwatch.web import views
+
+log = logging.getLogger(__name__)
 
 MESSAGE_TYPES = ("subscribe", "unsubscribe", "get_sensors", "system_mode", "ping")
+
+MAX_DEPTH = 32
+"""Deepest nesting of maps and arrays in a client message; the message's own map is level 1."""
+
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
+
+CLOSES_COUNTED = {
+    1002: ("ws.closed_protocol_error", "protocol error"),
+    1007: ("ws.closed_invalid_data", "invalid data"),
+    1009: ("ws.closed_oversized", "message too big"),
+}
+"""Close codes of a connection the server's WebSocket layer ends on bad input: counter, meaning."""
 
 
 class _Msg(BaseModel):
@@ -38,8 +68,8 @@ class SubscribeMsg(_Msg):
     type: Literal["subscribe"]
     device: str
     channels: list[str] | None = None
-    display_rate_hz: float | None = Field(default=None, gt=0)
-    fps: float | None = Field(default=None, gt=0)
+    display_rate_hz: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    fps: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class UnsubscribeMsg(_Msg):
@@ -52,8 +82,14 @@ class SystemModeMsg(_Msg):
     mode: str | None = None
 
 
-class _Rejected(Exception):
-    """A client message refused with an error frame of ``code``."""
+class MessageRejected(Exception):
+    """A client message refused with an ``error`` frame.
+
+    Attributes:
+        code: the frame's code (``malformed``, ``too_deep``, ``oversized``, ``unknown_type``...,
+            see ``docs/live-protocol.md``); counted as ``ws.<code>``.
+        message: what was wrong with which field.
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -61,67 +97,225 @@ class _Rejected(Exception):
         self.message = message
 
 
+class ClientGone(Exception):
+    """The connection takes no more frames: it closed, or the client was evicted."""
+
+
+_KINDS = {
+    list: "an array",
+    dict: "a map",
+    bytes: "binary",
+    int: "an integer",
+    float: "a float",
+    bool: "a boolean",
+    type(None): "nil",
+    msgpack.ExtType: "an extension type",
+    msgpack.Timestamp: "a timestamp",
+}
+
+
+def _string_keys(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    for key, _ in pairs:
+        if not isinstance(key, str):
+            kind = _KINDS.get(type(key), type(key).__name__)
+            raise MessageRejected("malformed", f"map keys must be strings; one is {kind}")
+    return dict(pairs)
+
+
+def _nests_deeper_than(obj: dict[str, Any], limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        items = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in items if isinstance(v, dict | list))
+    return False
+
+
+def _too_deep() -> MessageRejected:
+    return MessageRejected(
+        "too_deep", f"message is nested deeper than {MAX_DEPTH} levels of maps and arrays"
+    )
+
+
+def decode_message(raw: bytes | None, text: str | None, max_bytes: int) -> dict[str, Any]:
+    """Decode one client message: MessagePack when ``raw`` is given, else JSON ``text``.
+
+    Args:
+        raw: a binary message, or ``None``.
+        text: a text message (used when ``raw`` is ``None``).
+        max_bytes: largest message accepted, in bytes (UTF-8 for text).
+
+    Returns:
+        the message: a map with string keys, nested at most :data:`MAX_DEPTH` levels, with a
+        string ``type``.
+
+    Raises:
+        MessageRejected: ``oversized``, ``too_deep`` or ``malformed``. Nothing else is raised,
+            whatever the input.
+    """
+    data = raw if raw is not None else (text or "").encode("utf-8", "surrogatepass")
+    if len(data) > max_bytes:
+        raise MessageRejected(
+            "oversized", f"message of {len(data)} bytes exceeds the limit of {max_bytes} bytes"
+        )
+    fmt = "MessagePack" if raw is not None else "JSON"
+    try:
+        if raw is not None:
+            obj = msgpack.unpackb(
+                raw, raw=False, strict_map_key=False, object_pairs_hook=_string_keys
+            )
+        else:
+            obj = json.loads(text or "")
+    except MessageRejected:
+        raise
+    except (RecursionError, msgpack.StackError):
+        raise _too_deep() from None
+    except Exception as exc:  # whatever the decoder raises, the input is at fault
+        reason = str(exc)[:200] or type(exc).__name__
+        raise MessageRejected("malformed", f"message is not valid {fmt}: {reason}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise MessageRejected("malformed", "message must be a map with a string field 'type'")
+    if _nests_deeper_than(obj, MAX_DEPTH):
+        raise _too_deep()
+    return obj
+
+
 class LiveSession:
-    """Serves one accepted WebSocket until the client disconnects.
+    """Serves one accepted WebSocket until the client disconnects or is evicted.
 
     Args:
         ws: the accepted connection.
-        hub: the station's live hub (frames, subscriptions, statistics).
-        station: for sensors and the operating mode.
+        hub: the station's live hub (frames, subscriptions, client count, ``live`` config).
+        station: for sensors, the operating mode and the counters.
+        may_command: the connection may send commands (a ``system_mode`` change): it came
+            with the token, or none is required. Reading is always allowed.
     """
 
-    def __init__(self, ws: WebSocket, hub: LiveHub, station: Station) -> None:
+    def __init__(
+        self, ws: WebSocket, hub: LiveHub, station: Station, *, may_command: bool = True
+    ) -> None:
         self.ws = ws
         self.hub = hub
         self.station = station
+        self.may_command = may_command
+        self.counters = station.counters
         self.subs: dict[str, Subscription] = {}
         self._send_lock = asyncio.Lock()
-        self._max_bytes = station.config.live.max_message_bytes
+        self._max_bytes = hub.config.max_message_bytes
+        self._send_timeout_s = hub.config.send_timeout_s
+        self._evicted: str | None = None
+        self._receiving: asyncio.Task | None = None
 
     async def run(self) -> None:
-        """Receive and answer messages until the client goes; then end every subscription."""
-        self.hub.stats.clients += 1
+        """Receive and answer messages until the client goes or is evicted; then end every
+        subscription. With ``live.max_clients`` sessions running, close at once (1013)."""
+        if not self.hub.admit():
+            limit = self.hub.config.max_clients
+            reason = f"the station serves at most {limit} live clients; try again later"
+            self.counters.inc("ws.refused_max_clients", message=f"connection refused: {reason}")
+            await self._close(CLOSE_TRY_AGAIN_LATER, reason)
+            return
+        receiving = asyncio.create_task(self._receive())
+        self._receiving = receiving
         try:
-            while True:
-                msg = await self.ws.receive()
-                if msg["type"] == "websocket.disconnect":
-                    return
-                try:
-                    await self._handle(self._decode(msg.get("bytes"), msg.get("text")))
-                except _Rejected as exc:
-                    self.station.counters.inc(f"ws.{exc.code}", message=exc.message)
-                    await self.send(error_frame(exc.code, exc.message))
-        except WebSocketDisconnect:
-            pass
+            await asyncio.wait((receiving,))
+            if self._evicted is not None:
+                await self._close(CLOSE_POLICY_VIOLATION, self._evicted)
+            elif not receiving.cancelled():
+                receiving.result()
         finally:
-            for sub in self.subs.values():
+            receiving.cancel()
+            for sub in list(self.subs.values()):
                 self._cancel(sub)
-            self.hub.stats.clients -= 1
+            self.hub.release()
 
     async def send(self, data: bytes) -> None:
-        """Send one binary message; subscriptions' tasks and replies never interleave."""
+        """Send one binary message; subscriptions' tasks and replies never interleave.
+
+        A message the connection does not take within ``live.send_timeout_s`` evicts the
+        client: its subscriptions and the reading of its messages end, and the session closes
+        the connection with code 1008.
+
+        Raises:
+            ClientGone: the connection closed, or the client is evicted.
+        """
         async with self._send_lock:
-            await self.ws.send_bytes(data)
+            if self._evicted is not None:
+                raise ClientGone(self._evicted)
+            try:
+                async with asyncio.timeout(self._send_timeout_s):
+                    await self.ws.send_bytes(data)
+            except TimeoutError:
+                self._evict()
+                raise ClientGone(self._evicted) from None
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                raise ClientGone("connection closed") from None
+
+    # -- connection --------------------------------------------------------------------------
+    async def _receive(self) -> None:
+        while True:
+            msg = await self.ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                self._count_close(msg)
+                return
+            try:
+                await self._answer(msg.get("bytes"), msg.get("text"))
+            except ClientGone:
+                return
+
+    def _count_close(self, msg: Mapping[str, Any]) -> None:
+        code = msg.get("code")
+        if code in CLOSES_COUNTED:
+            counter, meaning = CLOSES_COUNTED[code]
+            reason = msg.get("reason") or ""
+            self.counters.inc(
+                counter,
+                message=f"connection closed with code {code} ({meaning})"
+                + (f": {reason}" if reason else ""),
+            )
+
+    def _evict(self) -> None:
+        self._evicted = f"client did not read: a frame waited {self._send_timeout_s:g} s to be sent"
+        self.counters.inc("ws.evicted_slow_client", message=f"{self._evicted}; closing with 1008")
+        current = asyncio.current_task()
+        for sub in self.subs.values():
+            if sub.task is not current:
+                self._cancel(sub)
+        if self._receiving is not None and self._receiving is not current:
+            self._receiving.cancel()
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Close with ``code`` and ``reason``, waiting at most ``send_timeout_s`` for the
+        connection to take the close frame."""
+        with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+            async with asyncio.timeout(self._send_timeout_s), self._send_lock:
+                await self.ws.close(code, reason)
 
     # -- decoding and dispatch -----------------------------------------------------------------
-    def _decode(self, raw: bytes | None, text: str | None) -> dict[str, Any]:
-        size = len(raw) if raw is not None else len((text or "").encode())
-        if size > self._max_bytes:
-            raise _Rejected(
-                "oversized", f"message of {size} bytes exceeds the limit of {self._max_bytes} bytes"
-            )
+    async def _answer(self, raw: bytes | None, text: str | None) -> None:
+        mtype = "?"
         try:
-            if raw is not None:
-                obj = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-            else:
-                obj = json.loads(text or "")
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-            raise _Rejected(
-                "malformed", f"message is not valid {'MessagePack' if raw is not None else 'JSON'}"
-            ) from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-            raise _Rejected("malformed", "message must be a map with a string field 'type'")
-        return obj
+            obj = decode_message(raw, text, self._max_bytes)
+            mtype = obj["type"]
+            await self._handle(obj)
+        except MessageRejected as exc:
+            self.counters.inc(f"ws.{exc.code}", message=exc.message)
+            await self.send(error_frame(exc.code, exc.message))
+        except ClientGone:
+            raise
+        except Exception as exc:
+            log.exception("live client: answering a %r message failed", mtype)
+            self.counters.inc(
+                "ws.internal_error", message=f"{mtype!r} message: {type(exc).__name__}: {exc}"
+            )
+            await self.send(
+                error_frame(
+                    "internal",
+                    f"internal error while answering a {mtype!r} message; the station logged it",
+                )
+            )
 
     async def _handle(self, obj: dict[str, Any]) -> None:
         mtype = obj["type"]
@@ -133,18 +327,19 @@ class LiveSession:
             "ping": self._ping,
         }.get(mtype)
         if handler is None:
-            raise _Rejected(
+            shown = mtype if len(mtype) <= 64 else mtype[:64] + "..."
+            raise MessageRejected(
                 "unknown_type",
-                f"unknown message type {mtype!r}; expected one of {', '.join(MESSAGE_TYPES)}",
+                f"unknown message type {shown!r}; expected one of {', '.join(MESSAGE_TYPES)}",
             )
         try:
             await handler(obj)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in first["loc"])
-            raise _Rejected("invalid_field", f"{mtype}.{field}: {first['msg']}") from None
+            raise MessageRejected("invalid_field", f"{mtype}.{field}: {first['msg']}") from None
         except SubscriptionError as exc:
-            raise _Rejected(exc.code, exc.message) from None
+            raise MessageRejected(exc.code, exc.message) from None
 
     # -- one method per message type -----------------------------------------------------------
     async def _subscribe(self, obj: dict[str, Any]) -> None:
@@ -178,15 +373,21 @@ class LiveSession:
         await self.send(pack({"type": "unsubscribed", "device": m.device}))
 
     async def _get_sensors(self, _obj: dict[str, Any]) -> None:
-        await self.send(pack({"type": "sensors", **self.station.sensors()}))
+        await self.send(pack({"type": "sensors", **views.sensors(self.station).model_dump()}))
 
     async def _system_mode(self, obj: dict[str, Any]) -> None:
         m = SystemModeMsg.model_validate(obj)
         if m.mode is not None:
+            if not self.may_command:
+                raise MessageRejected(
+                    "unauthorized",
+                    "this station requires a token for commands: open the WebSocket with "
+                    "?token=<token> or an Authorization: Bearer header",
+                )
             try:
                 self.station.set_mode(m.mode)
             except ModeRefused as exc:
-                raise _Rejected("mode_refused", str(exc)) from None
+                raise MessageRejected("mode_refused", str(exc)) from None
         await self.send(pack({"type": "system_mode", "mode": self.station.mode}))
 
     async def _ping(self, _obj: dict[str, Any]) -> None:
@@ -194,8 +395,28 @@ class LiveSession:
 
     # -- subscriptions ---------------------------------------------------------------------------
     async def _stream(self, sub: Subscription) -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, ConnectionError):
+        try:
             await self.hub.run_subscription(sub, self.send)
+        except ClientGone:
+            pass
+        except Exception as exc:
+            device = sub.stream.name
+            log.exception("live client: frames of device %r failed", device)
+            if self.subs.get(device) is sub:
+                del self.subs[device]
+            self.counters.inc(
+                "ws.internal_error",
+                message=f"frames of device {device!r}: {type(exc).__name__}: {exc}",
+            )
+            with contextlib.suppress(ClientGone):
+                await self.send(
+                    error_frame(
+                        "internal",
+                        f"internal error while sending frames of device {device!r}; its "
+                        "subscription ended, subscribe again",
+                        device=device,
+                    )
+                )
 
     @staticmethod
     def _cancel(sub: Subscription) -> None:

@@ -107,8 +107,14 @@ def create_app(
 
     @app.websocket("/ws")
     async def ws_live(ws: WebSocket) -> None:
+        origin = ws.headers.get("origin")
+        if not policy.origin_allowed(origin, ws.headers.get("host")):
+            counters.inc("ws.forbidden_origin", message=f"handshake from origin {origin!r}")
+            await ws.close(code=1008, reason="origin not allowed")  # before accept: HTTP 403
+            return
+        may_command = policy.token_ok(ws.headers.get("authorization"), ws.query_params.get("token"))
         await ws.accept()
-        await LiveSession(ws, hub, station).run()
+        await LiveSession(ws, hub, station, may_command=may_command).run()
 
     if push is not None:
 
