@@ -2,7 +2,8 @@
 
 The :class:`Station` is synchronous and framework-free; the web layer (``rigwatch.web``) wraps
 it in a FastAPI app and adds the live hub. Start order: recover journals of segments a crash
-left open, start recorders (so they see every row from index 0), then the engine.
+left open, apply retention to the recordings directory, start recorders (so they see every row
+from index 0), then the engine.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ import time
 from pathlib import Path
 
 from rigwatch.acquisition.engine import AcquisitionEngine, DeviceStream
-from rigwatch.acquisition.recorder import SegmentRecorder, recover, save_buffer_snapshot
+from rigwatch.acquisition.recorder import (
+    Disk,
+    Retention,
+    SegmentRecorder,
+    recover,
+    save_buffer_snapshot,
+)
 from rigwatch.config.station import StationConfig
 from rigwatch.counters import Counters
 from rigwatch.devices.protocols import AcquisitionDevice
 from rigwatch.devices.registry import DriverContext, build_device
+from rigwatch.errors import DiskFull
 from rigwatch.modes import ModeMachine, ModeState
 
 log = logging.getLogger(__name__)
@@ -32,6 +40,12 @@ class Station:
         counters: shared counters; a new set when omitted.
         simulate: build every hardware device's simulated twin instead of the device
             (``rigwatch station run --simulate``).
+        disk: the recordings' file-system seam (free space, a hook before each write) used by
+            retention and every recorder; default: the operating system's.
+
+    Attributes:
+        retention: the recordings directory's :class:`Retention`, shared by the recorders;
+            run at start, after each closed segment and after each buffer snapshot.
 
     Raises:
         DeviceError: a device cannot be built (a replay file that does not load...).
@@ -44,6 +58,7 @@ class Station:
         counters: Counters | None = None,
         *,
         simulate: bool = False,
+        disk: Disk | None = None,
     ) -> None:
         self.config = config
         self.counters = counters or Counters()
@@ -52,11 +67,19 @@ class Station:
             ctx = DriverContext(counters=self.counters)
             devices = [build_device(d, ctx, simulate=simulate) for d in config.devices]
         self.engine = AcquisitionEngine(devices, config.buffer.capacity_rows, self.counters)
+        self.retention = Retention(
+            config.recorder.directory, config.recorder.retention, self.counters, disk=disk
+        )
         self.recorders: dict[str, SegmentRecorder] = {}
         if config.recorder.enabled:
             for name, stream in self.engine.streams.items():
                 self.recorders[name] = SegmentRecorder(
-                    stream, config.recorder, self.counters, station=config.name, start_index=0
+                    stream,
+                    config.recorder,
+                    self.counters,
+                    station=config.name,
+                    start_index=0,
+                    retention=self.retention,
                 )
         self.modes = ModeMachine()
         self.started_monotonic: float | None = None
@@ -73,17 +96,21 @@ class Station:
         return self.config.recorder.directory
 
     def start(self) -> None:
-        """Recover crashed segments, start recorders, then acquisition.
+        """Recover crashed segments, apply retention, start recorders, then acquisition.
 
         Raises:
             DeviceError: a device could not start.
         """
         self.recordings_dir.mkdir(parents=True, exist_ok=True)
         self.recovered = recover(
-            self.recordings_dir, self.counters, codec=self.config.recorder.codec
+            self.recordings_dir,
+            self.counters,
+            codec=self.config.recorder.codec,
+            disk=self.retention.disk,
         )
         if self.recovered:
             log.info("recovered %d segment(s) left open by a crash", len(self.recovered))
+        self.retention.enforce()
         for rec in self.recorders.values():
             rec.start()
         self.engine.start()
@@ -109,13 +136,25 @@ class Station:
         return self.modes.request(mode)
 
     def save_buffers(self, device: str | None = None, last_n: int | None = None) -> list[Path]:
-        """Write ring-buffer content to Parquet snapshots, one file per (non-empty) device.
+        """Write ring-buffer content to Parquet snapshots, one file per (non-empty) device,
+        then apply retention (the new snapshots are kept by that pass).
 
         Raises:
             KeyError: unknown ``device``.
+            DiskFull: free space is below ``recorder.retention.min_free_bytes`` (nothing is
+                written), or the file system ran out of space while writing.
         """
         names = [device] if device is not None else list(self.streams)
-        files = []
+        try:
+            space = self.retention.space()
+        except OSError:
+            space = None  # unknown: the write itself will tell
+        if space is not None and space.below_floor:
+            raise DiskFull(
+                f"no buffer snapshot: {self.recordings_dir} has {space.free_bytes} bytes free, "
+                f"below min_free_bytes {space.min_free_bytes}"
+            )
+        files: list[Path] = []
         for name in names:
             stream = self.streams[name]
             if stream.buffer.rows_available == 0:
@@ -129,4 +168,6 @@ class Station:
                     last_n=last_n,
                 )
             )
+        if files:
+            self.retention.enforce(keep=files)
         return files

@@ -80,6 +80,42 @@ class BufferConfig(Strict):
     )
 
 
+class RetentionConfig(Strict):
+    """``[recorder.retention]``: which recordings are kept, and the free space recording needs.
+
+    The limits apply to every visible recording of the recordings directory, whatever device
+    wrote it: segments, recovered segments and buffer snapshots. Files of other names, hidden
+    work files and the open segments are never touched. The oldest files go first, oldest by
+    modification time (when the file was completed on this disk, independent of a device's
+    clock). Unset limits do not apply; with none set, nothing is ever deleted.
+    """
+
+    max_files: int | None = Field(
+        default=None, ge=1, description="Keep at most this many recordings (the newest)."
+    )
+    max_age_s: float | None = Field(
+        default=None, gt=0, description="Delete recordings completed more than this long ago (s)."
+    )
+    max_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep the total size of the recordings at most this many bytes, "
+        "deleting the oldest.",
+    )
+    min_free_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Free-space floor of the recordings file system, in bytes: below it the "
+        "recorders stop (state 'disk_full') and resume when there is room again. Unset: 1 GiB "
+        "or 5 % of the file system's size, whichever is smaller.",
+    )
+    delete_for_min_free: bool = Field(
+        default=False,
+        description="Also delete the oldest recordings while free space is below "
+        "min_free_bytes (a rolling disk). Off: nothing is deleted for space; recording stops.",
+    )
+
+
 class RecorderConfig(Strict):
     enabled: bool = True
     directory: ResolvedPath = Path("recordings")
@@ -91,11 +127,32 @@ class RecorderConfig(Strict):
         default=1.0, gt=0, le=1.0, description="Journal flush period: the most a kill -9 loses."
     )
     fsync: bool = True
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig,
+        description="Limits on the recordings kept and the free space recording needs.",
+    )
+    disk_full_retry_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="While a recorder is stopped by a full disk, free space is checked this "
+        "often (s); recording resumes in a new segment when there is room.",
+    )
 
     @model_validator(mode="after")
     def _level_needs_codec_with_levels(self) -> RecorderConfig:
         if self.compression_level is not None and self.codec in ("snappy", "none"):
             raise ValueError(f"compression_level cannot be set with codec {self.codec!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _max_bytes_holds_a_segment(self) -> RecorderConfig:
+        limit = self.retention.max_bytes
+        if limit is not None and limit < self.segment_max_bytes:
+            raise ValueError(
+                f"retention.max_bytes ({limit}) must be at least segment_max_bytes "
+                f"({self.segment_max_bytes}), else segments are deleted as they close"
+            )
         return self
 
 

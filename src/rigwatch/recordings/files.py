@@ -70,6 +70,14 @@ def guess_device(filename: str) -> str:
     return m.group("device") if m else ""
 
 
+def is_recording_name(filename: str) -> bool:
+    """True for the visible name of a recording written in this directory's layout: a segment,
+    a recovered segment or a buffer snapshot (``<device>_<UTC stamp>[-<suffix>].parquet``, with
+    ``buffer_`` before it for a snapshot). Hidden work files and names of any other pattern
+    are not recordings."""
+    return not filename.startswith(".") and _NAME_RE.match(filename) is not None
+
+
 def is_snapshot(filename: str) -> bool:
     """True for a buffer snapshot's file name."""
     return filename.startswith(SNAPSHOT_PREFIX)

@@ -68,14 +68,33 @@ class RecorderStatus(BaseModel):
     """The recorder of one device."""
 
     device: str
-    state: RecorderState
+    state: RecorderState = Field(
+        description="'disk_full': recording stopped for want of space (rows are dropped and "
+        "counted in lost_rows; it resumes by itself); 'error': a write failed, retrying."
+    )
     segment: str | None = Field(description="The open segment's file name, if any.")
     segments_closed: int
     rows_recorded: int
     bytes_written: int = Field(description="Closed segments plus the open one's bytes on disk.")
     missed_rows: int = Field(description="Rows lost because the recorder fell behind.")
+    lost_rows: int = Field(
+        default=0, description="Rows read but not recorded (a full disk, a failed write)."
+    )
     last_error: str | None
     directory: str
+    free_bytes: int | None = Field(
+        default=None,
+        description="Free bytes of the recordings file system now (null: cannot be queried).",
+    )
+    min_free_bytes: int | None = Field(
+        default=None, description="Free-space floor below which recording stops, in bytes."
+    )
+    retention_deleted_files: int = Field(
+        default=0, description="Recordings deleted by retention since the station started."
+    )
+    retention_deleted_bytes: int = Field(
+        default=0, description="Bytes of the recordings deleted by retention since start."
+    )
 
 
 class LiveStats(BaseModel):

@@ -8,7 +8,13 @@ For a segment that will become ``<name>.parquet`` (names and work files: see
   record batch per flush; the file is flushed to the OS (and fsynced when ``config.fsync``)
   after each batch. It appears atomically, schema included (via ``.<name>.arrows.new``);
 - closing: the Parquet writer is closed, the file fsynced and renamed to ``<name>``, the
-  directory fsynced, then the journal deleted. A closed segment is always a complete file.
+  directory fsynced, then the journal deleted. A closed segment is always a complete file;
+- abandoning (a write failed, the disk is full): the partial temporary file is deleted and the
+  journal kept, so its rows up to the last complete batch become the segment later
+  (:func:`~rigwatch.acquisition.recorder.recovery.recover_journal`).
+
+Every write is announced to a :class:`~rigwatch.acquisition.recorder.disk.Disk` first (the
+seam through which tests make writes fail).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rigwatch.acquisition.recorder.disk import Disk
 from rigwatch.config.station import RecorderConfig
 from rigwatch.recordings.files import NEW_SUFFIX, fsync_dir, fsync_path, journal_path, tmp_path
 from rigwatch.recordings.layout import metadata_bytes, open_parquet_writer, rows_to_batch
@@ -63,6 +70,21 @@ def _footer_bytes(columns: int, meta_bytes: int, row_groups: int) -> int:
 class OpenSegment:
     """One open segment: the temporary Parquet file and its journal (see the module docstring).
 
+    Args:
+        directory: the recordings directory.
+        name: the segment's final file name (``<name>``).
+        schema: the recording schema (timestamp column, then one float32 column per channel).
+        first_ts: timestamp of the segment's first row, int64 ns since the epoch.
+        row_cap: most rows the segment takes (``None``: no row bound).
+        config: size bound, codec, compression level and fsync policy.
+        rg_rows: rows per Parquet row group.
+        disk: told before every write (default: lets every write through).
+
+    Attributes:
+        rows: rows appended; ``journaled_rows``: rows of complete journal batches;
+        pending_rows: rows appended but not yet journaled; ``failed``: a write of this
+        segment raised (its temporary Parquet file may be inconsistent: abandon it).
+
     Raises:
         OSError: the journal or the Parquet file cannot be created (nothing is left behind).
         RecorderError: bad codec/level.
@@ -77,6 +99,8 @@ class OpenSegment:
         row_cap: int | None,
         config: RecorderConfig,
         rg_rows: int,
+        *,
+        disk: Disk | None = None,
     ) -> None:
         self.name = name
         self.final = directory / name
@@ -87,6 +111,9 @@ class OpenSegment:
         self.row_cap = row_cap
         self.rows = 0
         self.pending_rows = 0
+        self.journaled_rows = 0
+        self.failed = False
+        self._disk = disk if disk is not None else Disk()
         self._limit = config.segment_max_bytes
         self._columns = len(schema.names)
         self._row_bytes = 8 + 4 * (self._columns - 1)
@@ -104,12 +131,18 @@ class OpenSegment:
         self._writer: pq.ParquetWriter | None = None
         # the journal appears atomically with its schema, so a journal always has one
         new = self.journal.with_name(self.journal.name + NEW_SUFFIX)
-        with open(new, "wb") as f:
-            f.write(schema.serialize())
-            f.flush()
-            if self._fsync:
-                os.fsync(f.fileno())
-        os.replace(new, self.journal)
+        header = schema.serialize()
+        try:
+            self._disk.before_write(new, header.size)
+            with open(new, "wb") as f:
+                f.write(header)
+                f.flush()
+                if self._fsync:
+                    os.fsync(f.fileno())
+            os.replace(new, self.journal)
+        except BaseException:
+            new.unlink(missing_ok=True)
+            raise
         self._jf = open(self.journal, "ab")  # noqa: SIM115 - kept open for the segment
         try:
             if self._fsync:
@@ -162,19 +195,31 @@ class OpenSegment:
         self.rows += int(ts.shape[0])
 
     def flush(self) -> int:
-        """Journal the queued rows as one batch; write full row groups. Returns rows flushed."""
+        """Journal the queued rows as one batch; write full row groups. Returns rows flushed.
+
+        Raises:
+            OSError: a write failed (``failed`` is then set); the rows not journaled stay
+                queued.
+        """
         if not self._pending:
             return 0
         ts = np.concatenate([p[0] for p in self._pending])
         data = np.concatenate([p[1] for p in self._pending])
         batch = rows_to_batch(self.schema, ts, data)
-        self._jf.write(batch.serialize())
-        self._jf.flush()
-        if self._fsync:
-            os.fsync(self._jf.fileno())
+        try:
+            payload = batch.serialize()
+            self._disk.before_write(self.journal, payload.size)
+            self._jf.write(payload)
+            self._jf.flush()
+            if self._fsync:
+                os.fsync(self._jf.fileno())
+        except BaseException:
+            self.failed = True
+            raise
         n = self.pending_rows
         self._pending.clear()
         self.pending_rows = 0
+        self.journaled_rows += n
         self._group.append(batch)
         self._group_rows += n
         if self._group_rows >= self._rg_rows:
@@ -182,11 +227,19 @@ class OpenSegment:
         return n
 
     def _write_groups(self, final: bool) -> None:
+        try:
+            self._write_groups_unguarded(final)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def _write_groups_unguarded(self, final: bool) -> None:
         assert self._writer is not None
         table = pa.Table.from_batches(self._group, schema=self.schema)
         off = 0
         while table.num_rows - off >= self._rg_rows or (final and off < table.num_rows):
             part = table.slice(off, self._rg_rows)
+            self._disk.before_write(self.tmp, part.nbytes)
             self._writer.write_table(part, row_group_size=part.num_rows)
             off += part.num_rows
             self._written_rows += part.num_rows
@@ -197,21 +250,48 @@ class OpenSegment:
         self._group_rows = rest.num_rows
 
     def close(self) -> Path:
-        """Finish the Parquet file, make it visible under its final name, drop the journal."""
+        """Finish the Parquet file, make it visible under its final name, drop the journal.
+
+        Returns:
+            The closed segment's path.
+
+        Raises:
+            OSError: a write failed before the file became visible (``failed`` is set; the
+                segment is still open: :meth:`abandon` it).
+        """
         self.flush()
         assert self._writer is not None
         if self._group_rows:
             self._write_groups(final=True)
-        self._writer.close()
-        self._writer = None
-        if self._fsync:
-            fsync_path(self.tmp)
+        try:
+            footer = _footer_bytes(self._columns, self._meta_bytes, self._written_groups)
+            self._disk.before_write(self.tmp, footer)
+            self._writer.close()
+            self._writer = None
+            if self._fsync:
+                fsync_path(self.tmp)
+        except BaseException:
+            self.failed = True
+            raise
         os.replace(self.tmp, self.final)
         if self._fsync:
             fsync_dir(self._dir)
         self._jf.close()
         self.journal.unlink()
         return self.final
+
+    def abandon(self) -> int:
+        """Give the segment up after a failed write: release the file handles, delete the
+        partial temporary Parquet file, keep the journal (its complete batches are the rows
+        :func:`~rigwatch.acquisition.recorder.recovery.recover_journal` makes a segment of).
+
+        Returns:
+            Rows of this segment that are in no complete journal batch: lost.
+        """
+        self.abort()
+        with contextlib.suppress(OSError):
+            self.tmp.unlink(missing_ok=True)
+        return self.rows - self.journaled_rows
 
     def abort(self) -> None:
         """Release file handles, leaving the journal for :func:`recover`."""

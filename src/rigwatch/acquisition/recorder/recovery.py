@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rigwatch.acquisition.recorder.disk import Disk, is_disk_full
 from rigwatch.acquisition.recorder.open_segment import row_group_rows
 from rigwatch.counters import Counters
 from rigwatch.recordings.files import (
@@ -79,9 +80,16 @@ def _existing_rows(path: Path) -> int | None:
 
 
 def recover_journal(
-    journal: Path, counters: Counters, codec: str, compression_level: int | None
+    journal: Path,
+    counters: Counters,
+    codec: str,
+    compression_level: int | None,
+    *,
+    disk: Disk | None = None,
 ) -> Path | None:
     """Write the complete batches of one journal as the segment it journaled.
+
+    ``disk`` is told before each write (default: lets every write through).
 
     Returns:
         The segment written, or ``None`` when the journal held no complete row (it is removed,
@@ -90,7 +98,7 @@ def recover_journal(
 
     Raises:
         _CorruptJournal: the journal has no readable rigwatch schema.
-        OSError: the segment cannot be written.
+        OSError: the segment cannot be written (the journal is kept, no partial file is left).
     """
     directory = journal.parent
     final_name = final_name_of(journal)
@@ -121,21 +129,30 @@ def recover_journal(
         final = directory / free_name(directory, f"{stem}-recovered")
     tmp.unlink(missing_ok=True)  # the crashed writer's partial file has no footer
     rg_rows = row_group_rows(len(schema.names) - 1)
-    writer = open_parquet_writer(tmp, schema, codec, compression_level)
+    seam = disk if disk is not None else Disk()
     try:
-        group: list[pa.RecordBatch] = []
-        group_rows = 0
-        for batch in batches:
-            group.append(batch)
-            group_rows += batch.num_rows
-            if group_rows >= rg_rows:
-                writer.write_table(pa.Table.from_batches(group, schema=schema))
-                group, group_rows = [], 0
-        if group:
-            writer.write_table(pa.Table.from_batches(group, schema=schema))
-    finally:
-        writer.close()
-    fsync_path(tmp)
+        writer = open_parquet_writer(tmp, schema, codec, compression_level)
+        try:
+            group: list[pa.RecordBatch] = []
+            group_rows = 0
+            for batch in batches:
+                group.append(batch)
+                group_rows += batch.num_rows
+                if group_rows >= rg_rows:
+                    table = pa.Table.from_batches(group, schema=schema)
+                    seam.before_write(tmp, table.nbytes)
+                    writer.write_table(table)
+                    group, group_rows = [], 0
+            if group:
+                table = pa.Table.from_batches(group, schema=schema)
+                seam.before_write(tmp, table.nbytes)
+                writer.write_table(table)
+        finally:
+            writer.close()
+        fsync_path(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, final)
     fsync_dir(directory)
     journal.unlink()
@@ -149,6 +166,8 @@ def recover(
     counters: Counters,
     codec: str = "zstd",
     compression_level: int | None = None,
+    *,
+    disk: Disk | None = None,
 ) -> list[Path]:
     """Turn the journals left by a crash into Parquet segments; call before recording starts.
 
@@ -157,8 +176,11 @@ def recover(
     written as ``<name>`` (the segment's final name); the partial ``.<name>.tmp`` and the
     journal are removed. A journal without complete rows is removed (``recorder.empty_journal``).
     A journal that cannot be read at all is renamed ``.<name>.arrows.corrupt`` and counted
-    ``recorder.unrecoverable_journal`` (message: its file name). Stale temporary files without
-    a journal are removed (``recorder.removed_stale_tmp``). Never raises for a bad file.
+    ``recorder.unrecoverable_journal`` (message: its file name). A journal that cannot be
+    written for want of space (``ENOSPC``, ``EDQUOT``) is kept for the next call and counted
+    ``recorder.recover_disk_full``. Stale temporary files without a journal are removed
+    (``recorder.removed_stale_tmp``). Never raises for a bad file. ``disk`` is told before
+    each write (default: lets every write through).
 
     Returns:
         The Parquet files written, sorted by name. A missing directory returns ``[]``.
@@ -169,11 +191,15 @@ def recover(
     written: list[Path] = []
     for journal in sorted(root.glob(f".*{PARQUET_SUFFIX}{JOURNAL_SUFFIX}")):
         try:
-            path = recover_journal(journal, counters, codec, compression_level)
+            path = recover_journal(journal, counters, codec, compression_level, disk=disk)
         except _CorruptJournal as exc:
             _move_aside(journal, counters, str(exc))
             continue
         except Exception as exc:
+            if is_disk_full(exc):
+                counters.inc("recorder.recover_disk_full", message=f"{journal.name}: {exc}")
+                log.error("no space to recover journal %s (kept for later): %s", journal, exc)
+                continue
             log.exception("cannot recover journal %s", journal)
             _move_aside(journal, counters, f"{type(exc).__name__}: {exc}")
             continue
