@@ -6,7 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STATIC := src/rigwatch/web/static/index.html
-FRONTEND_SRC := $(shell find frontend -path frontend/node_modules -prune -o -type f -print 2>/dev/null)
+# The page's TypeScript types are generated from the station API's OpenAPI document, which the
+# Python code under these folders shapes (response models, routers): a field renamed there
+# fails `npm run build` (tsc), not the page.
+OPENAPI := frontend/openapi.json
+API_SRC := $(shell find src/rigwatch/web src/rigwatch/recordings -name '*.py' 2>/dev/null)
+FRONTEND_SRC := $(shell find frontend \( -path frontend/node_modules -o -path frontend/src/generated \) -prune \
+  -o -type f ! -name openapi.json -print 2>/dev/null)
 
 .PHONY: demo test lint bench setup frontend chromium clean
 
@@ -20,7 +26,12 @@ $(STAMP): pyproject.toml
 
 frontend: $(STATIC)
 
-$(STATIC): $(FRONTEND_SRC)
+$(OPENAPI): $(STAMP) $(API_SRC)
+	$(VENV)/bin/rigwatch openapi -o $@
+
+# npm ci installs exactly package-lock.json; the build generates src/generated/api.ts from
+# openapi.json (openapi-typescript), type-checks (tsc) and bundles (vite) into web/static.
+$(STATIC): $(OPENAPI) $(FRONTEND_SRC)
 	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
 chromium:
@@ -46,4 +57,5 @@ bench: setup
 	$(PY) bench/acquisition.py --quick
 
 clean:
-	rm -rf $(VENV) frontend/node_modules src/rigwatch/web/static/assets $(STATIC)
+	rm -rf $(VENV) frontend/node_modules frontend/src/generated $(OPENAPI) \
+	  src/rigwatch/web/static/assets $(STATIC)

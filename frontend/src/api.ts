@@ -1,164 +1,171 @@
-// REST client of the station server. Every call returns parsed JSON or throws ApiError, which
-// carries the RFC 9457 problem details when the server sent them.
+// REST client of the station. The types come from the station's OpenAPI document
+// (`src/generated/api.ts`, written by openapi-typescript at build time from
+// `rigwatch openapi`): a field renamed in a Python response model fails `npm run build`.
+// The request functions are ours (fetch); every one of them returns the parsed body or throws
+// ApiError, which carries the RFC 9457 problem details the station answers errors with.
 
-export interface ChannelInfo {
-  name: string;
-  unit: string;
-}
+import type { components, paths } from "./generated/api";
 
-export interface DeviceStatus {
-  name: string;
-  driver: string;
-  state: string;
-  sample_rate_hz: number;
-  channels: ChannelInfo[];
-  rows: number;
-  blocks: number;
-  device_errors: number;
-  last_error?: string | null;
-}
+type Schemas = components["schemas"];
 
-export interface RecorderStatus {
-  state: string;
-  current_segment?: string | null;
-  /** some server versions name the open segment `segment` */
-  segment?: string | null;
-  segments_closed: number;
-  rows_recorded: number;
-  bytes_written: number;
-  missed_rows: number;
-  last_error: string | null;
-}
+export type Hello = Schemas["Hello"];
+export type ChannelUnit = Schemas["ChannelUnit"];
+export type DeviceStatus = Schemas["DeviceStatus"];
+export type DeviceState = DeviceStatus["state"];
+export type RecorderStatus = Schemas["RecorderStatus"];
+export type RecorderState = RecorderStatus["state"];
+export type StationStatus = Schemas["StationStatus"];
+export type BufferDeviceStatus = Schemas["BufferDeviceStatus"];
+export type BufferStatus = Schemas["BufferStatus"];
+export type RecordingInfo = Schemas["RecordingInfo"];
+export type RangeQuery = Schemas["RangeQuery"];
+export type MinMaxSeries = Schemas["MinMaxSeries"];
+export type SaveBufferRequest = Schemas["SaveBufferRequest"];
+export type SaveBufferResult = Schemas["SaveBufferResult"];
+export type Problem = Schemas["Problem"];
+export type FieldProblem = Schemas["FieldProblem"];
 
-export interface StationStatus {
-  station: string;
-  mode: string;
-  uptime_s: number;
-  devices: DeviceStatus[];
-  recorder: Record<string, RecorderStatus>;
-  live: { clients: number; frames_sent: number; samples_skipped: number };
-  errors: Record<string, number>;
-  /** last message per error counter, when the server sends them */
-  error_messages?: Record<string, string>;
-}
+// ---- what the OpenAPI document says about each operation ---------------------------------
 
-export interface BufferDeviceStatus {
-  capacity_rows: number;
-  write_index: number;
-  oldest_index: number;
-  rows_available: number;
-  fill_ratio: number;
-  memory_bytes: number;
-  seconds_available: number;
-}
+type Method = "get" | "post";
+/** Paths that have an operation for `M`. */
+type PathWith<M extends Method> = {
+  [P in keyof paths]: paths[P][M] extends { responses: unknown } ? P : never;
+}[keyof paths];
+type Operation<P extends keyof paths, M extends Method> = NonNullable<paths[P][M]>;
+/** The JSON body of the 200 answer. */
+type Ok<O> = O extends { responses: { 200: { content: { "application/json": infer T } } } } ? T : never;
+type QueryOf<O> = O extends { parameters: { query?: infer Q } } ? NonNullable<Q> : never;
+type PathParamsOf<O> = O extends { parameters: { path: infer A } } ? A : never;
+type BodyOf<O> = O extends { requestBody?: { content: { "application/json": infer B } } } ? B : never;
 
-export interface BufferStatus {
-  devices: Record<string, BufferDeviceStatus>;
-}
+// ---- errors ------------------------------------------------------------------------------
 
-export interface Hello {
-  message: string;
-  station: string;
-  version: string;
-}
-
-export interface ParquetFile {
-  filename: string;
-  device: string;
-  size_bytes: number;
-  rows: number;
-  start_ns: number | null;
-  end_ns: number | null;
-  channels: string[];
-  units: string[];
-  sample_rate_hz: number | null;
-  error?: string;
-}
-
-export interface ParquetData {
-  filename: string;
-  device: string;
-  sample_rate_hz: number;
-  channels: ChannelInfo[];
-  rows_total: number;
-  rows_selected: number;
-  bucket_size: number;
-  t_s: number[];
-  series: Record<string, { min: (number | null)[]; max: (number | null)[] }>;
-}
-
-export interface Problem {
-  type?: string;
-  title?: string;
-  status?: number;
-  detail?: string;
-}
-
+/** A failed request: the problem details the server sent, or one made up for what went wrong
+ * on the way (no answer, not JSON). */
 export class ApiError extends Error {
   readonly status: number;
-  readonly problem: Problem | null;
+  readonly problem: Problem;
+  /** "GET /api/status" */
+  readonly request: string;
 
-  constructor(status: number, message: string, problem: Problem | null) {
-    super(message);
+  constructor(request: string, problem: Problem) {
+    super(`${request}: ${problem.status ? `${problem.status} ` : ""}${problem.title}: ${problem.detail}`);
     this.name = "ApiError";
-    this.status = status;
+    this.request = request;
+    this.status = problem.status;
     this.problem = problem;
   }
 }
 
-async function request<T>(path: string, init?: RequestInit, timeoutMs = 8000): Promise<T> {
+function isProblem(v: unknown): v is Problem {
+  if (v === null || typeof v !== "object") return false;
+  const p = v as Record<string, unknown>;
+  return typeof p.title === "string" && typeof p.status === "number" && typeof p.detail === "string";
+}
+
+/** The problem a response carries; a made-up one when its body is not problem details. */
+async function problemFromResponse(resp: Response): Promise<Problem> {
+  const text = await resp.text().catch(() => "");
+  try {
+    const body: unknown = JSON.parse(text);
+    if (isProblem(body)) return body;
+  } catch {
+    /* not JSON: described below */
+  }
+  const snippet = text.replace(/\s+/g, " ").trim().slice(0, 240);
+  return {
+    type: "about:blank",
+    title: resp.statusText || "Error",
+    status: resp.status,
+    detail: snippet ? `the answer was not problem details: ${snippet}` : "the answer had no body",
+  };
+}
+
+interface RequestOpts {
+  body?: unknown;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+async function request<T>(method: "GET" | "POST", url: string, opts: RequestOpts = {}): Promise<T> {
+  const what = `${method} ${url.split("?")[0]}`;
+  const timeoutMs = opts.timeoutMs ?? 8000;
   const ctrl = new AbortController();
   const timer = window.setTimeout(() => ctrl.abort(), timeoutMs);
+  const onAbort = (): void => ctrl.abort();
+  opts.signal?.addEventListener("abort", onAbort);
+  const headers: Record<string, string> = { Accept: "application/json, application/problem+json" };
+  if (opts.body !== undefined) headers["Content-Type"] = "application/json";
   let resp: Response;
   try {
-    resp = await fetch(path, { ...init, signal: ctrl.signal, headers: { Accept: "application/json" } });
+    resp = await fetch(url, {
+      method,
+      headers,
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+      signal: ctrl.signal,
+    });
+    if (!resp.ok) throw new ApiError(what, await problemFromResponse(resp));
+    return (await resp.json()) as T;
   } catch (err) {
-    const why = ctrl.signal.aborted ? `no answer within ${timeoutMs} ms` : "station unreachable";
-    throw new ApiError(0, `${path}: ${why}${ctrl.signal.aborted ? "" : ` (${String(err)})`}`, null);
+    if (err instanceof ApiError) throw err;
+    if (opts.signal?.aborted) throw err; // the caller gave up: not a problem to show
+    const timedOut = ctrl.signal.aborted;
+    throw new ApiError(what, {
+      type: "about:blank",
+      title: timedOut ? "No answer" : "Station unreachable",
+      status: 0,
+      detail: timedOut ? `no answer within ${timeoutMs / 1000} s` : `the request failed: ${String(err)}`,
+    });
   } finally {
     window.clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", onAbort);
   }
-  if (!resp.ok) {
-    let problem: Problem | null = null;
-    try {
-      problem = (await resp.json()) as Problem;
-    } catch {
-      problem = null;
-    }
-    const what = problem?.detail ?? problem?.title ?? resp.statusText;
-    throw new ApiError(resp.status, `${path}: ${resp.status} ${what}`, problem);
-  }
-  return (await resp.json()) as T;
 }
 
-export const getHello = (): Promise<Hello> => request<Hello>("/api/hello");
-export const getStatus = (): Promise<StationStatus> => request<StationStatus>("/api/status");
-export const getBufferStatus = (): Promise<BufferStatus> =>
-  request<BufferStatus>("/api/buffer_status");
-
-export async function getParquetFiles(): Promise<ParquetFile[]> {
-  const body = await request<{ files: ParquetFile[] }>("/api/parquet_files");
-  return body.files ?? [];
+/** `/api/x/{name}` with its parameters filled in (encoded). */
+function fill<P extends keyof paths>(path: P, params: Record<string, string>): string {
+  return (path as string).replace(/\{(\w+)\}/g, (_m, k: string) => encodeURIComponent(params[k] ?? ""));
 }
 
-export function getParquetData(
-  filename: string,
-  opts: { maxPoints?: number; channels?: string[]; startNs?: number; endNs?: number } = {},
-): Promise<ParquetData> {
+function withQuery(url: string, query: Record<string, string | number | null | undefined>): string {
   const q = new URLSearchParams();
-  q.set("max_points", String(opts.maxPoints ?? 2000));
-  if (opts.channels?.length) q.set("channels", opts.channels.join(","));
-  if (opts.startNs !== undefined) q.set("start_ns", String(opts.startNs));
-  if (opts.endNs !== undefined) q.set("end_ns", String(opts.endNs));
-  return request<ParquetData>(
-    `/api/parquet_data/${encodeURIComponent(filename)}?${q.toString()}`,
-    undefined,
-    30000,
-  );
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null) q.set(k, String(v));
+  const s = q.toString();
+  return s ? `${url}?${s}` : url;
+}
+
+function get<P extends PathWith<"get">>(path: P, opts?: RequestOpts): Promise<Ok<Operation<P, "get">>> {
+  return request("GET", path, opts);
+}
+
+// ---- the endpoints the page uses -----------------------------------------------------------
+
+export const getHello = (): Promise<Hello> => get("/api/hello");
+export const getStatus = (): Promise<StationStatus> => get("/api/status");
+export const getBufferStatus = (): Promise<BufferStatus> => get("/api/buffer_status");
+
+export async function getRecordings(): Promise<RecordingInfo[]> {
+  return (await get("/api/parquet_files")).files;
+}
+
+type DataOp = Operation<"/api/parquet_data/{filename}", "get">;
+export type RangeQueryParams = QueryOf<DataOp>;
+
+export function getRecordingData(
+  filename: PathParamsOf<DataOp>["filename"],
+  query: RangeQueryParams,
+  signal?: AbortSignal,
+): Promise<Ok<DataOp>> {
+  const url = withQuery(fill("/api/parquet_data/{filename}", { filename }), query);
+  return request("GET", url, { timeoutMs: 30000, signal });
 }
 
 export const downloadUrl = (filename: string): string =>
-  `/api/parquet_download/${encodeURIComponent(filename)}`;
+  fill("/api/parquet_download/{filename}", { filename });
 
-export const saveSensorBuffer = (): Promise<{ files: unknown[] }> =>
-  request<{ files: unknown[] }>("/api/save_sensor_buffer", { method: "POST" }, 60000);
+type SaveOp = Operation<"/api/save_sensor_buffer", "post">;
+
+export function saveSensorBuffer(body: BodyOf<SaveOp> = null): Promise<Ok<SaveOp>> {
+  return request("POST", "/api/save_sensor_buffer", { body: body ?? undefined, timeoutMs: 60000 });
+}

@@ -1,4 +1,4 @@
-// Small DOM and number-formatting helpers shared by the panels.
+// Small DOM, settings and number-formatting helpers shared by the shell and the pages.
 
 type Attrs = Record<string, string | number | boolean | undefined>;
 type Child = Node | string | null | undefined | false;
@@ -26,6 +26,43 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   const el = document.getElementById(id);
   if (!el) throw new Error(`missing #${id} in index.html`);
   return el as T;
+}
+
+/** Fills `root` with static markup and returns its elements that carry `data-ref="name"`,
+ * by name: a page's layout reads as HTML, its code reaches the parts it updates. */
+export function mountHtml<K extends string>(root: HTMLElement, html: string, names: readonly K[]): Record<K, HTMLElement> {
+  root.innerHTML = html;
+  const out = {} as Record<K, HTMLElement>;
+  for (const name of names) {
+    const el = root.querySelector<HTMLElement>(`[data-ref="${name}"]`);
+    if (!el) throw new Error(`page markup lacks data-ref="${name}"`);
+    out[name] = el;
+  }
+  return out;
+}
+
+/** Settings that survive a reload (localStorage, "rigwatch." prefix); silently absent in
+ * private mode. */
+export const settings = {
+  get(key: string): string | null {
+    try {
+      return localStorage.getItem(`rigwatch.${key}`);
+    } catch {
+      return null;
+    }
+  },
+  set(key: string, value: string): void {
+    try {
+      localStorage.setItem(`rigwatch.${key}`, value);
+    } catch {
+      /* private mode: settings just do not persist */
+    }
+  },
+};
+
+/** The message of anything thrown. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** Sets textContent only when it changed (keeps the DOM quiet at high update rates). */
@@ -71,6 +108,17 @@ export function fmtDuration(s: number | null | undefined): string {
   if (m < 60) return `${m}m ${Math.floor(s % 60)}s`;
   const hrs = Math.floor(m / 60);
   return `${hrs}h ${m % 60}m`;
+}
+
+/** Whole seconds as "42 s", "3m 07s", "5h 02m", "3d 04h". */
+export function fmtUptime(s: number | null | undefined): string {
+  if (s === null || s === undefined || !Number.isFinite(s)) return "—";
+  const t = Math.max(0, Math.floor(s));
+  const p2 = (n: number): string => String(n).padStart(2, "0");
+  if (t < 60) return `${t} s`;
+  if (t < 3600) return `${Math.floor(t / 60)}m ${p2(t % 60)}s`;
+  if (t < 86400) return `${Math.floor(t / 3600)}h ${p2(Math.floor(t / 60) % 60)}m`;
+  return `${Math.floor(t / 86400)}d ${p2(Math.floor(t / 3600) % 24)}h`;
 }
 
 export function fmtRate(hz: number | null | undefined): string {

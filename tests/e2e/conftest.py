@@ -1,9 +1,10 @@
 """End-to-end fixtures: a real station subprocess and the machine's headless Chromium.
 
-The station replays a real CWRU bearing recording in real time and records 2 s Parquet
-segments into a temporary folder. Chromium is the Debian package at /usr/bin/chromium
-(``make test`` installs it); without it these tests skip, unless RIGWATCH_REQUIRE_SERVICES=1,
-then they fail.
+The station (one per test module) replays real CWRU bearing recordings in real time and
+records 2 s Parquet segments into a temporary folder. Chromium is the Debian package at
+/usr/bin/chromium (``make test`` installs it); without it, or without the built page or the
+front end's node_modules, these tests skip, unless RIGWATCH_REQUIRE_SERVICES=1, then they
+fail.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from typing import Any
 import httpx
 import msgpack
 import pytest
+from pageutil import SNAPSHOT_MIN_INTERVAL_S
 
 from support.process import StationProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 STATIC_INDEX = ROOT / "src" / "rigwatch" / "web" / "static" / "index.html"
+FRONTEND = ROOT / "frontend"
 CWRU_12K = ROOT / "data" / "cwru" / "1797_IR_7_DE12.npz"
 CWRU_48K = ROOT / "data" / "cwru" / "1797_Normal_48k.npz"
 CHROMIUM_ARGS = [
@@ -115,6 +118,9 @@ name = "{STATION_NAME}"
 [server]
 host = "127.0.0.1"
 
+[api]
+snapshot_min_interval_s = {SNAPSHOT_MIN_INTERVAL_S}
+
 [buffer]
 capacity_rows = 480_000
 
@@ -156,6 +162,16 @@ channels = [
     return {"bearing_12k": ["DE", "FE", "BA"], "healthy_48k": ["DE", "FE"]}
 
 
+@pytest.fixture(scope="session")
+def frontend_tools() -> Path:
+    """frontend/node_modules/.bin, with openapi-typescript and tsc (``make frontend``)."""
+    bin_dir = FRONTEND / "node_modules" / ".bin"
+    for tool in ("openapi-typescript", "tsc"):
+        if not os.access(bin_dir / tool, os.X_OK):
+            _unavailable(f"{bin_dir / tool} missing: run `make frontend`")
+    return bin_dir
+
+
 @pytest.fixture(scope="module")
 def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStation]:
     for f in (CWRU_12K, CWRU_48K):
@@ -179,12 +195,18 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStation]:
 
 
 class WsSpy:
-    """Records what the page sends and receives on its WebSocket, decoded independently."""
+    """Records what the page sends and receives on its WebSocket, decoded independently.
+
+    ``events`` keeps both directions in order, as ``("sent" | "received", message)``; data
+    frames keep their header only (the arrays are checked through the page).
+    """
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.frames: list[dict[str, Any]] = []
         self.other: list[dict[str, Any]] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.sockets = 0
 
     @staticmethod
     def _decode(payload: bytes | str) -> dict[str, Any] | None:
@@ -200,11 +222,13 @@ class WsSpy:
     def attach(self, ws: Any) -> None:
         if not ws.url.endswith("/ws"):
             return
+        self.sockets += 1
 
         def on_sent(payload: bytes | str) -> None:
             msg = self._decode(payload)
             if msg is not None:
                 self.sent.append(msg)
+                self.events.append(("sent", msg))
 
         def on_received(payload: bytes | str) -> None:
             msg = self._decode(payload)
@@ -212,20 +236,33 @@ class WsSpy:
                 return
             if msg.get("type") == "data":
                 # Keep the header only: the arrays are checked through the page.
-                self.frames.append(
-                    {
-                        k: msg.get(k)
-                        for k in ("device", "seq", "channels", "shape", "bucket_size", "missed")
-                    }
-                )
+                header = {
+                    k: msg.get(k)
+                    for k in ("type", "device", "seq", "channels", "shape", "bucket_size", "missed")
+                }
+                self.frames.append(header)
+                self.events.append(("received", header))
             else:
                 self.other.append(msg)
+                self.events.append(("received", msg))
 
         ws.on("framesent", on_sent)
         ws.on("framereceived", on_received)
 
     def subscriptions(self) -> list[dict[str, Any]]:
         return [m for m in self.sent if m.get("type") == "subscribe"]
+
+    def frames_of_last_subscription(self, device: str) -> list[dict[str, Any]]:
+        """Data frames of ``device`` received after the server's last ``subscribed`` for it."""
+        out: list[dict[str, Any]] = []
+        for direction, msg in list(self.events):
+            if direction != "received" or msg.get("device") != device:
+                continue
+            if msg.get("type") == "subscribed":
+                out = []
+            elif msg.get("type") == "data":
+                out.append(msg)
+        return out
 
 
 @dataclass
@@ -237,10 +274,11 @@ class PageSession:
 
 
 @pytest.fixture
-def live_page(
+def app_page(
     browser: Any, station: E2EStation, artifacts_dir: Path, request: pytest.FixtureRequest
 ) -> Iterator[PageSession]:
-    """A 1400x900 page on the station; a screenshot is saved when the test fails."""
+    """A 1400x900 browser page (fresh storage) watching its WebSocket and errors, not yet
+    opened on the station; a screenshot is saved when the test fails."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -250,7 +288,6 @@ def live_page(
     page.on("websocket", spy.attach)
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: page_errors.append(str(e)))
-    page.goto(station.base_url + "/")
     session = PageSession(page, spy, console_errors, page_errors)
     try:
         yield session
@@ -260,6 +297,13 @@ def live_page(
             with contextlib.suppress(Exception):
                 page.screenshot(path=str(artifacts_dir / f"FAILED-{request.node.name}.png"))
         context.close()
+
+
+@pytest.fixture
+def live_page(app_page: PageSession, station: E2EStation) -> PageSession:
+    """The station's page opened at "/" (the Live page)."""
+    app_page.page.goto(station.base_url + "/")
+    return app_page
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

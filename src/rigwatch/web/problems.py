@@ -63,6 +63,36 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def document_problems(app: FastAPI) -> None:
+    """Make ``/openapi.json`` say what the server sends on errors: problem details.
+
+    Every error response declared with :func:`problem_responses` is documented as
+    ``application/problem+json`` only (the ``model`` there just registers the schema), and
+    FastAPI's default 422 body (``HTTPValidationError``) is replaced by a problem.
+    """
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = original()
+        ref = {"$ref": "#/components/schemas/Problem"}
+        for item in spec.get("paths", {}).values():
+            for op in item.values():
+                for code, resp in op.get("responses", {}).items():
+                    if not code.startswith(("4", "5")):
+                        continue
+                    resp["content"] = {PROBLEM_JSON: {"schema": ref}}
+                    resp["description"] = _title(int(code))
+        schemas = spec.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_problem_handlers(app: FastAPI, counters: Counters) -> None:
     """Answer HTTP errors, validation errors, bounded-resource refusals and unexpected
     exceptions as problem details; count them."""

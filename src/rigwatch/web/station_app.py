@@ -30,7 +30,7 @@ from rigwatch.web import views
 from rigwatch.web.deps import WebContext
 from rigwatch.web.limits import QueryGate, SnapshotGate
 from rigwatch.web.live_ws import LiveSession
-from rigwatch.web.problems import install_problem_handlers
+from rigwatch.web.problems import document_problems, install_problem_handlers
 from rigwatch.web.routers import recordings
 from rigwatch.web.routers import station as station_routes
 from rigwatch.web.security import AccessPolicy
@@ -95,6 +95,7 @@ def create_app(
     app.state.station = station
     app.state.hub = hub
     install_problem_handlers(app, counters)
+    document_problems(app)
     if policy.allowed_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,5 +1,7 @@
 // WebSocket client of the live stream (/ws, see docs/live-protocol.md): MessagePack frames,
-// arrays as raw little-endian bytes. Reconnects with backoff and re-sends its subscription.
+// arrays as raw little-endian bytes. One connection for the whole page (the shell owns it and
+// shows its state); pages hold subscriptions on it, one per device as the protocol allows,
+// and end them when they are left. Reconnects with backoff and re-sends the subscriptions.
 
 import { decode, encode } from "@msgpack/msgpack";
 import { toNumber } from "./util";
@@ -44,12 +46,21 @@ export interface DataFrame {
   ingestMs: number;
 }
 
-export interface LiveHandlers {
-  onState(state: ConnState, detail: string): void;
+/** What a subscription's owner is told. */
+export interface SubscriptionHandlers {
   onSubscribed(msg: Subscribed): void;
   onData(frame: DataFrame): void;
+  /** An `error` frame: for this device, or for no device in particular. */
   onServerError(code: string, message: string): void;
   onDecodeError?(err: unknown): void;
+}
+
+/** A page's hold on one device's stream. */
+export interface LiveSubscription {
+  /** Changes channels, display rate or fps (the server replaces the subscription). */
+  update(sub: Omit<Subscription, "device">): void;
+  /** Ends it: `unsubscribe` is sent and no more frames are delivered. */
+  close(): void;
 }
 
 type Msg = Record<string, unknown>;
@@ -145,25 +156,42 @@ export function decodeDataFrame(m: Msg): DataFrame {
   };
 }
 
+interface Held {
+  sub: Subscription;
+  handlers: SubscriptionHandlers;
+}
+
 export class LiveClient {
   private ws: WebSocket | null = null;
-  private sub: Subscription | null = null;
-  private subscribedDevice: string | null = null;
+  /** what pages hold, by device */
+  private readonly held = new Map<string, Held>();
   private backoffMs = 500;
   private retryTimer = 0;
-  private stopped = false;
+  private stopped = true;
+  private connState: ConnState = "closed";
+  private stateDetail = "";
+  private readonly stateListeners = new Set<(state: ConnState, detail: string) => void>();
 
-  constructor(
-    private readonly url: string,
-    private readonly handlers: LiveHandlers,
-  ) {}
+  constructor(private readonly url: string) {}
 
   static defaultUrl(): string {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     return `${proto}//${location.host}/ws`;
   }
 
+  get state(): ConnState {
+    return this.connState;
+  }
+
+  /** Calls `fn` now with the current state and on every change; returns the unsubscriber. */
+  onState(fn: (state: ConnState, detail: string) => void): () => void {
+    this.stateListeners.add(fn);
+    fn(this.connState, this.stateDetail);
+    return () => this.stateListeners.delete(fn);
+  }
+
   start(): void {
+    if (!this.stopped) return;
     this.stopped = false;
     this.connect();
   }
@@ -173,42 +201,57 @@ export class LiveClient {
     window.clearTimeout(this.retryTimer);
     this.ws?.close();
     this.ws = null;
+    this.setState("closed", "stopped");
   }
 
-  /** Replaces the subscription (one device at a time); null unsubscribes. */
-  subscribe(sub: Subscription | null): void {
-    this.sub = sub;
-    if (this.ws?.readyState === WebSocket.OPEN) this.sendSubscription();
+  /** Subscribes to a device's frames; a second subscription of the same device replaces the
+   * first (the protocol allows one per device). */
+  subscribe(sub: Subscription, handlers: SubscriptionHandlers): LiveSubscription {
+    const held: Held = { sub: { ...sub }, handlers };
+    this.held.set(sub.device, held);
+    this.sendSubscribe(held.sub);
+    return {
+      update: (next) => {
+        if (this.held.get(sub.device) !== held) return;
+        held.sub = { ...next, device: sub.device };
+        this.sendSubscribe(held.sub);
+      },
+      close: () => {
+        if (this.held.get(sub.device) !== held) return;
+        this.held.delete(sub.device);
+        this.send({ type: "unsubscribe", device: sub.device });
+      },
+    };
   }
 
-  private sendSubscription(): void {
-    if (this.subscribedDevice && this.subscribedDevice !== this.sub?.device) {
-      this.send({ type: "unsubscribe", device: this.subscribedDevice });
-      this.subscribedDevice = null;
-    }
-    if (!this.sub) return;
+  private sendSubscribe(sub: Subscription): void {
     this.send({
       type: "subscribe",
-      device: this.sub.device,
-      channels: this.sub.channels,
-      display_rate_hz: this.sub.displayRateHz,
-      fps: this.sub.fps,
+      device: sub.device,
+      channels: sub.channels,
+      display_rate_hz: sub.displayRateHz,
+      fps: sub.fps,
     });
-    this.subscribedDevice = this.sub.device;
   }
 
   private send(msg: Msg): void {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encode(msg));
   }
 
+  private setState(state: ConnState, detail: string): void {
+    this.connState = state;
+    this.stateDetail = detail;
+    for (const fn of this.stateListeners) fn(state, detail);
+  }
+
   private connect(): void {
     if (this.stopped) return;
-    this.handlers.onState("connecting", this.url);
+    this.setState("connecting", this.url);
     let ws: WebSocket;
     try {
       ws = new WebSocket(this.url);
     } catch (err) {
-      this.handlers.onState("closed", String(err));
+      this.setState("closed", String(err));
       this.scheduleReconnect();
       return;
     }
@@ -216,16 +259,14 @@ export class LiveClient {
     this.ws = ws;
     ws.onopen = () => {
       this.backoffMs = 500;
-      this.subscribedDevice = null;
-      this.handlers.onState("open", this.url);
-      this.sendSubscription();
+      this.setState("open", this.url);
+      for (const held of this.held.values()) this.sendSubscribe(held.sub);
     };
     ws.onmessage = (ev: MessageEvent) => this.onMessage(ev.data);
     ws.onclose = (ev: CloseEvent) => {
       if (this.ws !== ws) return;
       this.ws = null;
-      this.subscribedDevice = null;
-      this.handlers.onState("closed", ev.reason || `code ${ev.code}`);
+      this.setState("closed", ev.reason || `code ${ev.code}`);
       this.scheduleReconnect();
     };
     ws.onerror = () => {
@@ -244,22 +285,22 @@ export class LiveClient {
   private onMessage(data: unknown): void {
     let m: Msg;
     try {
-      const raw =
-        data instanceof ArrayBuffer ? decode(new Uint8Array(data)) : JSON.parse(String(data));
+      const raw = data instanceof ArrayBuffer ? decode(new Uint8Array(data)) : JSON.parse(String(data));
       if (raw === null || typeof raw !== "object") throw new Error("message is not a map");
       m = raw as Msg;
     } catch (err) {
-      this.handlers.onDecodeError?.(err);
+      for (const held of this.held.values()) held.handlers.onDecodeError?.(err);
       return;
     }
+    // Frames of a device nobody holds may still be in flight after an unsubscribe: dropped.
+    const held = typeof m.device === "string" ? this.held.get(m.device) : undefined;
     try {
       switch (m.type) {
         case "data":
-          // Frames of a device we no longer want may still be in flight: drop them.
-          if (this.sub && m.device === this.sub.device) this.handlers.onData(decodeDataFrame(m));
+          held?.handlers.onData(decodeDataFrame(m));
           break;
         case "subscribed":
-          this.handlers.onSubscribed({
+          held?.handlers.onSubscribed({
             device: String(m.device),
             channels: (m.channels as string[]) ?? [],
             units: (m.units as string[]) ?? [],
@@ -268,14 +309,18 @@ export class LiveClient {
             fps: toNumber(m.fps),
           });
           break;
-        case "error":
-          this.handlers.onServerError(String(m.code ?? "error"), String(m.message ?? ""));
+        case "error": {
+          const code = String(m.code ?? "error");
+          const message = String(m.message ?? "");
+          const targets = held ? [held] : [...this.held.values()];
+          for (const t of targets) t.handlers.onServerError(code, message);
           break;
+        }
         default:
           break; // pong, unsubscribed, sensors, system_mode: nothing to do here
       }
     } catch (err) {
-      this.handlers.onDecodeError?.(err);
+      held?.handlers.onDecodeError?.(err);
     }
   }
 }

@@ -1,14 +1,23 @@
-// uPlot wrappers. Every channel is drawn as a min/max envelope: two series (max, min) in the
+// uPlot charts. Every channel is drawn as a min/max envelope: two series (max, min) in the
 // channel's colour plus a translucent band between them, so decimated peaks stay visible.
-// LiveChart keeps a rolling window of the newest frames; envelopeOptions also serves the
-// recording plot.
+// LiveChart keeps a rolling window of the newest live frames; RecordingPlot draws one
+// recording's min/max-decimated range (GET /api/parquet_data).
 
 import uPlot from "uplot";
-import type { DataFrame } from "./live";
+import type { RangeQuery } from "../api";
+import type { DataFrame } from "../live-client";
+import { fmtDuration, fmtInt, fmtRate, fmtTimeNs, fmtValue, h, setText } from "../util";
 
 export const PALETTE = [
   "#4cc9f0", "#ff6b9a", "#ffd166", "#06d6a0", "#b794f6", "#ff9f43", "#7dd3fc", "#d9f99d",
 ];
+
+/** A channel's colour: its position among its device's channels (the same on every page). */
+export function channelColor(channels: readonly string[], channel: string): string {
+  let i = channels.indexOf(channel);
+  if (i < 0) i = [...channel].reduce((a, ch) => (a * 31 + ch.charCodeAt(0)) >>> 0, 7);
+  return PALETTE[i % PALETTE.length];
+}
 
 export const THEME = {
   axis: "#9aa7b5",
@@ -58,15 +67,71 @@ function unitLabel(channels: ChannelStyle[]): string {
   return units.join(", ");
 }
 
-/** uPlot options for [x, ch0max, ch0min, ch1max, ch1min, ...] with one band per channel. */
+const FILL_ALPHA = 0.14;
+
+/** Fills the area between each channel's max and min series (translucent, under the lines)
+ * with one vertical hairline per bucket, from its max to its min.
+ *
+ * Canvases are often rasterised in software (no GPU: headless, remote desktops, old panel
+ * PCs), where filling a polygon of a few thousand edges (uPlot's bands, or a polygon of max
+ * forwards and min backwards) takes 100-300 ms: the live chart would fall to a few frames
+ * per second. Hairlines take a few ms. Where several hairlines share a pixel column their
+ * alpha adds up, so each gets the alpha that sums to FILL_ALPHA; where buckets are further
+ * apart than a pixel, the lines widen to the spacing. */
+function envelopeFills(colors: string[]): (u: uPlot) => void {
+  return (u) => {
+    const ctx = u.ctx;
+    const xs = u.data[0];
+    const n = xs.length;
+    if (n < 2) return;
+    // only the visible range (plus one bucket either side)
+    const xmin = u.scales.x.min ?? -Infinity;
+    const xmax = u.scales.x.max ?? Infinity;
+    let i0 = 0;
+    while (i0 < n - 1 && xs[i0 + 1] < xmin) i0++;
+    let i1 = n - 1;
+    while (i1 > i0 && xs[i1 - 1] > xmax) i1--;
+    const px = new Float64Array(i1 - i0 + 1);
+    for (let i = i0; i <= i1; i++) px[i - i0] = u.valToPos(xs[i], "x", true);
+    const { left, top, width, height } = u.bbox;
+    // buckets per canvas pixel column
+    const perPx = (i1 - i0) / Math.max(1, Math.abs(px[px.length - 1] - px[0]));
+    const lineWidth = perPx >= 1 ? 1 : Math.min(1 / perPx, 24);
+    const alpha = perPx >= 1 ? 1 - (1 - FILL_ALPHA) ** (1 / perPx) : FILL_ALPHA;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(left, top, width, height);
+    ctx.clip();
+    ctx.lineWidth = lineWidth;
+    ctx.lineCap = "butt";
+    colors.forEach((color, c) => {
+      const hi = u.data[1 + 2 * c];
+      const lo = u.data[2 + 2 * c];
+      if (!hi || !lo || !u.series[1 + 2 * c].show) return;
+      const path = new Path2D();
+      for (let i = i0; i <= i1; i++) {
+        const a = hi[i];
+        const b = lo[i];
+        if (a == null || b == null || !Number.isFinite(a) || !Number.isFinite(b)) continue;
+        const x = px[i - i0] + lineWidth / 2; // the bucket covers [x, next x)
+        path.moveTo(x, u.valToPos(a, "y", true));
+        path.lineTo(x, u.valToPos(b, "y", true));
+      }
+      ctx.strokeStyle = withAlpha(color, alpha);
+      ctx.stroke(path);
+    });
+    ctx.restore();
+  };
+}
+
+/** uPlot options for [x, ch0max, ch0min, ch1max, ch1min, ...]: per channel two lines in its
+ * colour and a translucent fill between them. */
 export function envelopeOptions(o: EnvelopeOpts): uPlot.Options {
   const series: uPlot.Series[] = [{}];
-  const bands: uPlot.Band[] = [];
-  o.channels.forEach((c, i) => {
+  o.channels.forEach((c) => {
     const common = { stroke: c.color, width: 1, points: { show: false }, spanGaps: false };
     series.push({ ...common, label: `${c.name} max`, scale: "y" });
     series.push({ ...common, label: `${c.name} min`, scale: "y" });
-    bands.push({ series: [1 + 2 * i, 2 + 2 * i], fill: withAlpha(c.color, 0.14) });
   });
   const axis = {
     stroke: THEME.axis,
@@ -94,13 +159,18 @@ export function envelopeOptions(o: EnvelopeOpts): uPlot.Options {
       {
         ...axis,
         size: 30,
+        // room for a whole "hh:mm:ss.d" label per tick
+        space: o.time ? 88 : 64,
         values: o.time ? clockTicks : (_u, v) => v.map((x) => `${+x.toFixed(3)} s`),
       },
       { ...axis, size: 64, label: unit || undefined, labelSize: unit ? 16 : 0 },
     ],
     series,
-    bands,
-    hooks: o.onCursor ? { setCursor: [o.onCursor] } : {},
+    hooks: {
+      // after the axes and grid, before the series: the fills lie under the lines
+      drawAxes: [envelopeFills(o.channels.map((c) => c.color))],
+      ...(o.onCursor ? { setCursor: [o.onCursor] } : {}),
+    },
   };
 }
 
@@ -201,7 +271,7 @@ export class LiveChart {
   private key = "";
   private windowS: number;
   private latest = Number.NaN;
-  private pending = false;
+  private pending = 0;
   private yr: [number, number] | null = null;
   private yShrinkSince = 0;
   private readonly resizeObs: ResizeObserver;
@@ -317,11 +387,20 @@ export class LiveChart {
 
   private schedule(): void {
     if (this.pending) return;
-    this.pending = true;
-    requestAnimationFrame(() => {
-      this.pending = false;
+    this.pending = requestAnimationFrame(() => {
+      this.pending = 0;
       this.draw();
     });
+  }
+
+  /** Frees the chart (the page is left). */
+  destroy(): void {
+    if (this.pending) cancelAnimationFrame(this.pending);
+    this.pending = 0;
+    this.resizeObs.disconnect();
+    this.plot?.destroy();
+    this.plot = null;
+    this.store = null;
   }
 
   private draw(): void {
@@ -352,5 +431,117 @@ export class LiveChart {
   /** Plot area width in CSS pixels: sets how many display points per second to ask for. */
   plotWidth(): number {
     return this.plot ? this.plot.bbox.width / devicePixelRatio : this.size().width - 80;
+  }
+}
+
+const HINT = "drag to zoom · double-click to reset";
+
+/** The min/max plot of one recording, with a legend, a summary line and a cursor readout. */
+export class RecordingPlot {
+  private plot: uPlot | null = null;
+  private readonly resizeObs: ResizeObserver;
+  plotsRendered = 0;
+
+  constructor(
+    /** the chart's box; its data-state is empty, loading, ready or error */
+    private readonly el: HTMLElement,
+    private readonly parts: { legend: HTMLElement; meta: HTMLElement; readout: HTMLElement },
+  ) {
+    this.resizeObs = new ResizeObserver(() => this.fit());
+    this.resizeObs.observe(el);
+    el.dataset.state = "empty";
+  }
+
+  /** Shows that `filename` is being loaded (the old plot goes). */
+  loading(filename: string): void {
+    this.clear();
+    this.el.dataset.state = "loading";
+    this.el.dataset.filename = filename;
+    setText(this.parts.meta, "loading…");
+  }
+
+  /** Shows that plotting failed (the problem itself is shown by the problem display). */
+  failed(message: string): void {
+    this.clear();
+    this.el.dataset.state = "error";
+    this.el.dataset.message = message;
+  }
+
+  clear(): void {
+    delete this.el.dataset.message;
+    this.plot?.destroy();
+    this.plot = null;
+    this.parts.legend.replaceChildren();
+    setText(this.parts.readout, "");
+    setText(this.parts.meta, "");
+    this.el.dataset.state = "empty";
+  }
+
+  draw(d: RangeQuery, colors: (channel: string) => string): void {
+    const channels: ChannelStyle[] = d.channels.map((c) => ({ name: c.name, unit: c.unit, color: colors(c.name) }));
+    const x = d.t_s;
+    const isEpoch = x.length > 0 && x[0] > 1e8;
+    const aligned: uPlot.AlignedData = [x];
+    for (const c of d.channels) {
+      const s = d.series[c.name] ?? { min: [], max: [] };
+      aligned.push(s.max, s.min);
+    }
+    this.plot?.destroy();
+    const { width, height } = this.size();
+    this.plot = new uPlot(
+      envelopeOptions({ channels, width, height, time: isEpoch, cursor: true, onCursor: (u) => this.onCursor(u, d) }),
+      aligned,
+      this.el,
+    );
+    this.plotsRendered++;
+    this.el.dataset.state = "ready";
+    this.el.dataset.filename = d.filename;
+    const span = x.length > 1 ? x[x.length - 1] - x[0] : 0;
+    setText(
+      this.parts.meta,
+      `${fmtRate(d.sample_rate_hz)} · ` +
+        (d.rows_selected === d.rows_total ? `${fmtInt(d.rows_total)} rows` : `${fmtInt(d.rows_selected)}/${fmtInt(d.rows_total)} rows`) +
+        ` · ${fmtDuration(span)} · ${d.bucket_size > 1 ? `min/max of ${fmtInt(d.bucket_size)} rows per point` : "raw samples"}`,
+    );
+    this.parts.legend.replaceChildren(
+      ...channels.map((c) =>
+        h("span", { class: "legend-item" }, h("i", { class: "swatch", style: `background:${c.color}` }), c.name, c.unit ? h("span", { class: "muted" }, c.unit) : null),
+      ),
+    );
+    setText(this.parts.readout, HINT);
+  }
+
+  destroy(): void {
+    this.resizeObs.disconnect();
+    this.plot?.destroy();
+    this.plot = null;
+  }
+
+  private onCursor(u: uPlot, d: RangeQuery): void {
+    const i = u.cursor.idx;
+    if (i == null) {
+      setText(this.parts.readout, HINT);
+      return;
+    }
+    const t = d.t_s[i];
+    const parts = d.channels.map((c) => {
+      const s = d.series[c.name];
+      const lo = s?.min[i];
+      const hi = s?.max[i];
+      return lo === hi ? `${c.name} ${fmtValue(lo)}` : `${c.name} ${fmtValue(lo)}…${fmtValue(hi)}`;
+    });
+    const tt = t > 1e8 ? fmtTimeNs(t * 1e9).slice(11) + (t % 1).toFixed(3).slice(1) : `${t.toFixed(4)} s`;
+    setText(this.parts.readout, `${tt}  ${parts.join("  ")}`);
+  }
+
+  private size(): { width: number; height: number } {
+    const r = this.el.getBoundingClientRect();
+    return { width: Math.max(300, Math.floor(r.width)), height: Math.max(140, Math.floor(r.height)) };
+  }
+
+  private fit(): void {
+    if (!this.plot) return;
+    const { width, height } = this.size();
+    if (width !== this.plot.width || height !== this.plot.height) this.plot.setSize({ width, height });
   }
 }
