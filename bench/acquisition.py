@@ -41,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -307,6 +308,10 @@ def ceiling_signal(channels: int, rate_hz: int, rows: int, driver: str) -> np.nd
     return SignalGenerator(sigs, channels, rate_hz, rows).generate(0)
 
 
+RECORDER_OPTIONS: dict[str, int] = {}
+"""Extra ``[recorder]`` keys of the ceiling runs (``--compression-level``, ``--segment-mb``)."""
+
+
 def write_ceiling_config(
     folder: Path, channels: int, rate_hz: int, block_s: float, buffer_s: float, driver: str
 ) -> Path:
@@ -321,6 +326,7 @@ def write_ceiling_config(
             for sig in SIM_SIGNALS
         )
         device = f"channel_count = {channels}\nsignals = [{sigs}]\n"
+    recorder_extra = "".join(f"{k} = {v}\n" for k, v in RECORDER_OPTIONS.items())
     cfg = folder / "station.toml"
     cfg.write_text(
         f"""
@@ -330,7 +336,7 @@ capacity_rows = {max(1_000, int(rate_hz * buffer_s))}
 [recorder]
 directory = "rec"
 segment_duration_s = 10
-[live]
+{recorder_extra}[live]
 max_fps = 60
 [[devices]]
 name = "bench"
@@ -357,12 +363,15 @@ def thread_cpu(proc: psutil.Process) -> dict[int, tuple[str, float]]:
 
 
 def thread_group(name: str) -> str:
-    """``acq`` (device read, calibration, ring-buffer write), ``recorder``, ``main`` (the event
-    loop: live hub, WebSocket, HTTP) or ``other`` (HTTP worker threads...)."""
+    """``acq`` (device read, calibration, ring-buffer write), ``recorder`` (its reading thread),
+    ``writers`` (the recorder's encode, sync and publish threads), ``main`` (the event loop:
+    live hub, WebSocket, HTTP) or ``other`` (HTTP worker threads...)."""
     if name.startswith("acq-"):
         return "acq"
     if name.startswith("recorder-"):
         return "recorder"
+    if name.startswith(("encode-", "sync-", "publish-")):
+        return "writers"
     return "main" if name in ("main", "MainThread") else "other"
 
 
@@ -370,7 +379,7 @@ def cpu_by_group(
     before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], wall: float
 ) -> dict[str, float]:
     """Cores used by each thread group between two :func:`thread_cpu` snapshots."""
-    out = {"acq": 0.0, "recorder": 0.0, "main": 0.0, "other": 0.0}
+    out = {"acq": 0.0, "recorder": 0.0, "writers": 0.0, "main": 0.0, "other": 0.0}
     for tid, (name, cpu) in after.items():
         out[thread_group(name)] += cpu - before.get(tid, (name, 0.0))[1]
     return {k: round(v / wall, 3) for k, v in out.items()}
@@ -496,11 +505,13 @@ def run_ceiling(
             if raw is not None:
                 spy = start_profiler(proc.pid, seconds, raw)
             thr0, io0, me0 = thread_cpu(proc), proc.io_counters(), me.cpu_times()
+            pc0 = proc.cpu_times()
             busy0, t0 = busy_cores(), time.monotonic()
             live, samples = asyncio.run(ceiling_window(station, seconds, rate_hz))
             wall = time.monotonic() - t0
             busy1 = busy_cores()
             thr1, io1, me1 = thread_cpu(proc), proc.io_counters(), me.cpu_times()
+            pc1 = proc.cpu_times()
             st1 = station_status(station)
         finally:
             if spy is not None:
@@ -522,6 +533,10 @@ def run_ceiling(
         backlog = [s["backlog_rows"] for s in samples]
         skipped = st1["live"]["samples_skipped"] + live["missed_samples"]
         cpu = cpu_by_group(thr0, thr1, wall)
+        # the recorder's writer threads (encode, sync, publish) live one segment each: what
+        # ended threads used is in the process's total, not in any thread still there
+        total = ((pc1.user - pc0.user) + (pc1.system - pc0.system)) / wall
+        cpu["writers"] = round(max(0.0, cpu["writers"] + total - sum(cpu.values())), 3)
         bench_cores = ((me1.user - me0.user) + (me1.system - me0.system)) / wall
         result = {
             "channels": channels,
@@ -581,8 +596,16 @@ class StepClock:
     def __init__(self) -> None:
         self.wall: collections.Counter[str] = collections.Counter()
         self.cpu: collections.Counter[str] = collections.Counter()
-        self._stack: list[list[float]] = []  # [wall and CPU of the callees] per open call
+        self._local = threading.local()  # per thread: [wall, CPU of the callees] per open call
+        self._lock = threading.Lock()
         self._undo: list[tuple[object, str, object]] = []
+
+    @property
+    def _stack(self) -> list[list[float]]:
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
 
     def wrap(self, owner: object, attr: str, name: str) -> None:
         fn = getattr(owner, attr)
@@ -595,8 +618,9 @@ class StepClock:
             finally:
                 w, c = time.perf_counter() - w0, time.thread_time() - c0
                 inner = self._stack.pop()
-                self.wall[name] += w - inner[0]
-                self.cpu[name] += c - inner[1]
+                with self._lock:
+                    self.wall[name] += w - inner[0]
+                    self.cpu[name] += c - inner[1]
                 if self._stack:
                     self._stack[-1][0] += w
                     self._stack[-1][1] += c
@@ -626,7 +650,7 @@ class _Timed:
 RECORDER_STEPS = (
     "ring read",
     "concat",
-    "rows_to_batch",
+    "rows to columns",
     "journal serialize + write",
     "journal fsync",
     "Parquet encode + write",
@@ -673,19 +697,19 @@ def recorder_alone(channels: int, rate_hz: int, seconds: float, driver: str) -> 
     os.sync()
     clock = StepClock()
     with tempfile.TemporaryDirectory(prefix="rigwatch-bench-") as tmp:
-        cfg = RecorderConfig(directory=Path(tmp) / "rec", segment_duration_s=10)
+        cfg = RecorderConfig(directory=Path(tmp) / "rec", segment_duration_s=10, **RECORDER_OPTIONS)
         rec = SegmentRecorder(stream, cfg, Counters(), station="bench", start_index=0)
         saved_np, saved_os = open_segment.np, open_segment.os
         open_segment.np = _Timed(numpy_module, clock, {"concatenate": "concat"})  # type: ignore[assignment]
         open_segment.os = _Timed(os, clock, {"fsync": "journal fsync"})  # type: ignore[assignment]
         clock.wrap(SegmentRecorder, "_run", "other")
         clock.wrap(RingBuffer, "read_since", "ring read")
-        clock.wrap(open_segment, "rows_to_batch", "rows_to_batch")
+        clock.wrap(open_segment, "blocks_to_batch", "rows to columns")
         clock.wrap(open_segment, "fsync_path", "segment fsync + dir fsync")
         clock.wrap(open_segment, "fsync_dir", "segment fsync + dir fsync")
         clock.wrap(open_segment.OpenSegment, "flush", "journal serialize + write")
-        clock.wrap(open_segment.OpenSegment, "_write_groups", "Parquet encode + write")
-        clock.wrap(open_segment.OpenSegment, "close", "segment close")
+        clock.wrap(open_segment.OpenSegment, "_write_row_group", "Parquet encode + write")
+        clock.wrap(open_segment.OpenSegment, "seal", "segment close")
         clock.wrap(open_segment.OpenSegment, "__init__", "segment open")
         clock.wrap(pathlib.Path, "unlink", "journal unlink")
         wait_quiet()
@@ -788,31 +812,24 @@ def what_if(channels: int, rate_hz: int) -> dict:
     res: dict = {
         "channels": channels,
         "rate_hz": rate_hz,
-        "transpose_as_written": _ms_per_s(lambda: np.ascontiguousarray(data.T), 1, 3),
+        "transpose_whole_array": _ms_per_s(lambda: np.ascontiguousarray(data.T), 1, 3),
         "transpose_16_row_slabs": _ms_per_s(slabs, 1, 3),
     }
     info = StreamInfo(
         "bench", "replay", rate_hz, tuple(ChannelInfo(f"ch{c}", "g") for c in range(channels))
     )
     schema = recording_schema(info, "bench", 0)
-    required = pa.schema([f.with_nullable(False) for f in schema], metadata=schema.metadata)
+    nullable = pa.schema([f.with_nullable(True) for f in schema], metadata=schema.metadata)
     ts = regular_timestamps_ns(time.time_ns(), 0, rate_hz, rate_hz)
     rg = row_group_rows(channels)
     variants = {
-        "as written (zstd, nullable, statistics on every column)": (schema, {}),
-        "non-nullable fields": (required, {}),
-        "non-nullable, statistics on timestamp only": (
-            required,
-            {"write_statistics": ["timestamp"]},
+        "nullable fields, statistics on every column (zstd)": (
+            nullable,
+            {"write_statistics": True},
         ),
-        "non-nullable, timestamp statistics, zstd level -1": (
-            required,
-            {"write_statistics": ["timestamp"], "compression_level": -1},
-        ),
-        "non-nullable, timestamp statistics, lz4": (
-            required,
-            {"write_statistics": ["timestamp"], "compression": "lz4"},
-        ),
+        "as written: non-nullable, statistics on timestamp only (zstd)": (schema, {}),
+        "as written, zstd level -1 (compression_level = -1)": (schema, {"compression_level": -1}),
+        'as written, lz4 (codec = "lz4")': (schema, {"compression": "lz4"}),
     }
     parquet = {}
     with tempfile.TemporaryDirectory(prefix="rigwatch-bench-") as tmp:
@@ -915,15 +932,17 @@ def ceiling_main(args: argparse.Namespace) -> None:
         "second), the live client is never skipped ahead, and every acquired row is in the "
         "Parquet segments after stop; a configuration holds when all its runs do. CPU per "
         "thread of the station, in cores (1.0 = one core busy): `acq` (device read, "
-        "calibration, ring-buffer write), `recorder` (ring-buffer read, journal, Parquet), "
-        "`main` (asyncio loop: live hub, WebSocket, HTTP), `other` (HTTP worker threads). "
+        "calibration, ring-buffer write), `recorder` (ring-buffer read, rows to columns), "
+        "`writers` (the recorder's encode, sync and publish threads: Parquet, journal, "
+        "fsyncs), `main` (asyncio loop: live hub, WebSocket, HTTP), `other` (HTTP worker "
+        "threads). "
         "Recorder backlog: rows acquired but not yet taken by the recorder. Each run starts "
         "once the machine is idle (under 15 % busy); *other processes' CPU* is what the rest of "
         "the machine (other work, the kernel, the benchmark's client excluded) used meanwhile.",
         "",
         "| channels x rate | samples/s | achieved samples/s | holds | device max lag (s) | "
         "recorder missed rows | recorder max backlog (s) | live skipped | CPU acq / recorder / "
-        "main / other | station CPU | other processes' CPU | disk write (MB/s) | Parquet "
+        "writers / main / other | station CPU | other processes' CPU | disk write (MB/s) | Parquet "
         "(MB/s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -933,8 +952,9 @@ def ceiling_main(args: argparse.Namespace) -> None:
             f"| {r['channels']} x {r['rate_hz'] / 1000:g} kHz | {r['samples_per_s']:,} | "
             f"{r['achieved_samples_per_s']:,} | {'yes' if r['held'] else '**no**'} | "
             f"{r['max_lag_s']} | {r['recorder_missed_rows']:,} | {r['recorder_max_backlog_s']} | "
-            f"{r['live_samples_skipped']:,} | {c['acq']} / {c['recorder']} / {c['main']} / "
-            f"{c['other']} | {r['cpu_cores']} | {r['machine_other_cores']} | "
+            f"{r['live_samples_skipped']:,} | {c['acq']} / {c['recorder']} / "
+            f"{c.get('writers', 0.0)} / {c['main']} / {c['other']} | {r['cpu_cores']} | "
+            f"{r['machine_other_cores']} | "
             f"{r['disk_write_mb_per_s']} | {r['parquet_mb_per_s']} |"
         )
     failed = [ch for ch in channels if not held[ch]]
@@ -989,10 +1009,10 @@ def ceiling_main(args: argparse.Namespace) -> None:
     lines += [
         "",
         f"What changes would save, on one second of {whatif['channels']} x "
-        f"{whatif['rate_hz'] / 1000:g} kHz vibration (CPU ms): the transposition of "
-        f"`rows_to_batch` as written **{whatif['transpose_as_written']}**, in slabs of 16 rows "
-        f"**{whatif['transpose_16_row_slabs']}**; Parquet encoding with the recorder's row "
-        "groups:",
+        f"{whatif['rate_hz'] / 1000:g} kHz vibration (CPU ms): rows to columns as one "
+        f"whole-array transpose **{whatif['transpose_whole_array']}**, in slabs of 16 rows (as "
+        f"written) **{whatif['transpose_16_row_slabs']}**; Parquet encoding with the "
+        "recorder's row groups:",
         "",
         "| Parquet options | CPU ms per s | B/sample |",
         "|---|---|---|",
@@ -1047,6 +1067,12 @@ def main() -> None:
         help="--ceiling: seconds of signal for the recorder alone",
     )
     ap.add_argument("--driver", choices=("sim", "replay"), default="sim", help="--ceiling")
+    ap.add_argument(
+        "--compression-level", type=int, default=None, help="--ceiling: recorder zstd level"
+    )
+    ap.add_argument(
+        "--segment-mb", type=int, default=None, help="--ceiling: recorder segment_max_bytes (MB)"
+    )
     ap.add_argument("--buffer-s", type=float, default=4.0, help="--ceiling: ring buffer (s)")
     ap.add_argument("--block-s", type=float, default=0.05, help="--ceiling: block (s)")
     ap.add_argument(
@@ -1058,6 +1084,10 @@ def main() -> None:
         "thread's top lines; station runs only, docs left as they are",
     )
     args = ap.parse_args()
+    if args.compression_level is not None:
+        RECORDER_OPTIONS["compression_level"] = args.compression_level
+    if args.segment_mb is not None:
+        RECORDER_OPTIONS["segment_max_bytes"] = args.segment_mb * 1_000_000
     if args.ceiling:
         ceiling_main(args)
         return

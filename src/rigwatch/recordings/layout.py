@@ -2,9 +2,11 @@
 
 Layout of a recording (segment, recovered segment or buffer snapshot):
 
-- column ``timestamp``: ``timestamp[ns, tz=UTC]``, encoded ``DELTA_BINARY_PACKED``;
-- then one ``float32`` column per channel, named by the channel, with field metadata
-  ``{b"unit": unit}``, encoded ``BYTE_STREAM_SPLIT``; dictionary encoding is off;
+- column ``timestamp``: ``timestamp[ns, tz=UTC]``, not nullable, encoded
+  ``DELTA_BINARY_PACKED``, with min/max statistics per row group;
+- then one ``float32`` column per channel, not nullable (a missing value is NaN), named by the
+  channel, with field metadata ``{b"unit": unit}``, encoded ``BYTE_STREAM_SPLIT``; dictionary
+  encoding is off, and so are statistics;
 - schema key-value metadata (bytes): ``rigwatch.format_version`` (``"1"``),
   ``rigwatch.device``, ``rigwatch.driver``, ``rigwatch.station`` (optional),
   ``rigwatch.sample_rate_hz`` (``repr`` of a float), ``rigwatch.channels`` (JSON list of
@@ -61,9 +63,10 @@ def recording_schema(info: StreamInfo, station: str | None, start_index: int) ->
         ``timestamp`` (``timestamp[ns, tz=UTC]``) followed by one ``float32`` field per
         channel carrying ``{b"unit": unit}``.
     """
-    fields = [pa.field(TIMESTAMP_COLUMN, TIMESTAMP_TYPE)]
+    fields = [pa.field(TIMESTAMP_COLUMN, TIMESTAMP_TYPE, nullable=False)]
     fields += [
-        pa.field(c.name, pa.float32(), metadata={b"unit": c.unit.encode()}) for c in info.channels
+        pa.field(c.name, pa.float32(), nullable=False, metadata={b"unit": c.unit.encode()})
+        for c in info.channels
     ]
     meta: dict[bytes, bytes] = {
         META_FORMAT_VERSION: FORMAT_VERSION.encode(),
@@ -138,7 +141,9 @@ def writer_options(
         "use_dictionary": False,
         "use_byte_stream_split": list(channel_names),
         "column_encoding": {TIMESTAMP_COLUMN: "DELTA_BINARY_PACKED"},
-        "write_statistics": True,
+        # readers use the timestamp's min/max to skip row groups; channel statistics would
+        # cost 6 % of the encoding and serve no query
+        "write_statistics": [TIMESTAMP_COLUMN],
     }
 
 
@@ -158,12 +163,48 @@ def open_parquet_writer(
     return pq.ParquetWriter(os.fspath(path), schema, **opts)
 
 
-def rows_to_batch(schema: pa.Schema, timestamps_ns: np.ndarray, data: np.ndarray) -> pa.RecordBatch:
-    """A record batch of ``schema`` from ``(rows,)`` int64 ns and ``(rows, channels)`` float32."""
-    cols: list[pa.Array] = [pa.array(np.asarray(timestamps_ns, dtype=np.int64), TIMESTAMP_TYPE)]
-    by_channel = np.ascontiguousarray(np.asarray(data, dtype=np.float32).T)
+TRANSPOSE_SLAB_ROWS = 16
+"""Rows per slab when rows are turned into columns: a whole-array transpose of wide rows (4 KiB
+at 1 024 channels) strides through memory hostile to the cache; 16-row slabs keep it hot (on
+one second of 1 024 x 51.2 kHz: 114 ms instead of 510 ms, see docs/benchmarks.md)."""
+
+_SLAB_MIN_CHANNELS = 128  # below this a plain transpose is as fast
+
+
+def rows_to_columns(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """Consecutive ``(rows_i, channels)`` float32 blocks as one ``(channels, sum rows_i)``
+    float32 C-contiguous array (each row of the result is one channel)."""
+    channels = int(blocks[0].shape[1])
+    rows = sum(int(b.shape[0]) for b in blocks)
+    out = np.empty((channels, rows), dtype=np.float32)
+    off = 0
+    for block in blocks:
+        n = int(block.shape[0])
+        if channels < _SLAB_MIN_CHANNELS:
+            out[:, off : off + n] = block.T
+        else:
+            for s in range(0, n, TRANSPOSE_SLAB_ROWS):
+                e = min(n, s + TRANSPOSE_SLAB_ROWS)
+                out[:, off + s : off + e] = block[s:e].T
+        off += n
+    return out
+
+
+def blocks_to_batch(
+    schema: pa.Schema, blocks: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> pa.RecordBatch:
+    """One record batch of ``schema`` from consecutive ``(timestamps_ns, data)`` blocks:
+    ``(rows_i,)`` int64 ns and ``(rows_i, channels)`` float32, concatenated in order."""
+    ts = np.concatenate([np.asarray(t, dtype=np.int64) for t, _ in blocks])
+    by_channel = rows_to_columns([np.asarray(d, dtype=np.float32) for _, d in blocks])
+    cols: list[pa.Array] = [pa.array(ts, TIMESTAMP_TYPE)]
     cols += [pa.array(by_channel[i]) for i in range(by_channel.shape[0])]
     return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def rows_to_batch(schema: pa.Schema, timestamps_ns: np.ndarray, data: np.ndarray) -> pa.RecordBatch:
+    """A record batch of ``schema`` from ``(rows,)`` int64 ns and ``(rows, channels)`` float32."""
+    return blocks_to_batch(schema, [(timestamps_ns, data)])
 
 
 # -- reading --------------------------------------------------------------------------------

@@ -22,7 +22,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +35,7 @@ import pyarrow.parquet as pq
 from rigwatch.acquisition.recorder.disk import Disk
 from rigwatch.config.station import RecorderConfig
 from rigwatch.recordings.files import NEW_SUFFIX, fsync_dir, fsync_path, journal_path, tmp_path
-from rigwatch.recordings.layout import metadata_bytes, open_parquet_writer, rows_to_batch
+from rigwatch.recordings.layout import blocks_to_batch, metadata_bytes, open_parquet_writer
 
 ROW_GROUP_MAX_BYTES = 64 * 1024 * 1024
 ROW_GROUP_MAX_ROWS = 1 << 20
@@ -41,6 +45,10 @@ _META_FACTOR = 3  # key-value metadata is stored twice (once base64 in ARROW:sch
 _PER_COLUMN = 384  # schema and column-chunk metadata per column
 _PER_COLUMN_PER_ROW_GROUP = 256  # column-chunk metadata + statistics per row group
 _DATA_MARGIN = 1.01  # page headers, codec framing on incompressible data
+MAX_QUEUED_WRITES = 2
+"""Row groups (and journal fsyncs) handed to a segment's writer thread and not yet done; one
+more waits for the oldest, so a recorder that cannot keep up falls behind in the ring buffer
+(and is told so), never in memory."""
 
 
 def row_group_rows(channels: int) -> int:
@@ -129,6 +137,12 @@ class OpenSegment:
         self._group: list[pa.RecordBatch] = []
         self._group_rows = 0
         self._writer: pq.ParquetWriter | None = None
+        # Parquet encoding (zstd, byte-stream split: native code that releases the GIL) and
+        # journal fsyncs run on the segment's writer thread, beside the recorder's reading
+        # and journaling; errors there surface at the next flush or close
+        self._written_lock = threading.Lock()
+        self._workers: dict[str, ThreadPoolExecutor] = {}
+        self._queued: dict[str, list[Future[None]]] = {"encode": [], "sync": []}
         # the journal appears atomically with its schema, so a journal always has one
         new = self.journal.with_name(self.journal.name + NEW_SUFFIX)
         header = schema.serialize()
@@ -164,13 +178,17 @@ class OpenSegment:
         ``segment_max_bytes`` (an upper bound of the closed file's size). A segment always
         takes its first row.
         """
-        unwritten = self.rows - self._written_rows
+        with self._written_lock:
+            written_rows = self._written_rows
+            written_groups = self._written_groups
+            written_bytes = self._written_bytes
+        unwritten = self.rows - written_rows
 
         def estimate(extra: int) -> int:
             rows = unwritten + extra
-            groups = self._written_groups + math.ceil(rows / self._rg_rows)
+            groups = written_groups + math.ceil(rows / self._rg_rows)
             return (
-                self._written_bytes
+                written_bytes
                 + _footer_bytes(self._columns, self._meta_bytes, groups)
                 + math.ceil(_DATA_MARGIN * rows * self._row_bytes)
             )
@@ -194,63 +212,124 @@ class OpenSegment:
         self.pending_rows += int(ts.shape[0])
         self.rows += int(ts.shape[0])
 
-    def flush(self) -> int:
-        """Journal the queued rows as one batch; write full row groups. Returns rows flushed.
+    def flush(self, wait: bool = False) -> int:
+        """Journal the queued rows as one batch and write full row groups, on the segment's
+        writer threads (journal: ``"sync"``; Parquet: ``"encode"``).
+
+        Args:
+            wait: return only once the journal holds every row flushed so far (and raise
+                what failed); otherwise a failure surfaces at a later flush or the close.
+
+        Returns:
+            Rows handed to the journal now.
 
         Raises:
-            OSError: a write failed (``failed`` is then set); the rows not journaled stay
-                queued.
+            OSError: a write of this or an earlier flush failed (``failed`` is then set).
         """
-        if not self._pending:
-            return 0
-        ts = np.concatenate([p[0] for p in self._pending])
-        data = np.concatenate([p[1] for p in self._pending])
-        batch = rows_to_batch(self.schema, ts, data)
-        try:
-            payload = batch.serialize()
-            self._disk.before_write(self.journal, payload.size)
-            self._jf.write(payload)
-            self._jf.flush()
-            if self._fsync:
-                os.fsync(self._jf.fileno())
-        except BaseException:
-            self.failed = True
-            raise
+        self._raise_queued_error()
         n = self.pending_rows
-        self._pending.clear()
-        self.pending_rows = 0
-        self.journaled_rows += n
-        self._group.append(batch)
-        self._group_rows += n
-        if self._group_rows >= self._rg_rows:
-            self._write_groups(final=False)
+        if self._pending:
+            batch = blocks_to_batch(self.schema, self._pending)
+            self._pending.clear()
+            self.pending_rows = 0
+            self._queue("sync", self._journal_batch, batch, n)
+            self._group.append(batch)
+            self._group_rows += n
+            if self._group_rows >= self._rg_rows:
+                self._write_groups(final=False)
+        if wait:
+            self._drain("sync")
         return n
 
-    def _write_groups(self, final: bool) -> None:
+    def _journal_batch(self, batch: pa.RecordBatch, rows: int) -> None:
+        """Append one batch to the journal, flush it to the OS and fsync it (on the sync
+        writer thread)."""
+        payload = batch.serialize()
+        self._disk.before_write(self.journal, payload.size)
+        self._jf.write(payload)
+        self._jf.flush()
+        if self._fsync:
+            os.fsync(self._jf.fileno())
+        with self._written_lock:
+            self.journaled_rows += rows
+
+    def _queue(self, worker: str, fn: Callable[..., Any], *args: object) -> None:
+        """Run ``fn(*args)`` on the segment's ``worker`` thread (``"encode"``: Parquet row
+        groups; ``"sync"``: journal writes and fsyncs), after what was queued there before; with
+        :data:`MAX_QUEUED_WRITES` queued, wait for the oldest first.
+
+        Raises:
+            OSError: a queued write failed (``failed`` is then set).
+        """
+        queue = self._queued[worker]
+        while len(queue) >= MAX_QUEUED_WRITES:
+            self._wait_oldest(queue)
+        pool = self._workers.get(worker)
+        if pool is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix=f"{worker}-{self.name[:20]}")
+            self._workers[worker] = pool
+        queue.append(pool.submit(fn, *args))
+
+    def _wait_oldest(self, queue: list[Future[None]]) -> None:
+        future = queue.pop(0)
         try:
-            self._write_groups_unguarded(final)
+            future.result()
         except BaseException:
             self.failed = True
             raise
 
-    def _write_groups_unguarded(self, final: bool) -> None:
-        assert self._writer is not None
+    def _raise_queued_error(self) -> None:
+        """Raise the error of a queued write that failed, if any (without waiting)."""
+        for queue in self._queued.values():
+            while queue and queue[0].done():
+                self._wait_oldest(queue)
+
+    def _drain(self, worker: str | None = None) -> None:
+        """Wait for every queued write (of ``worker`` only, when given).
+
+        Raises:
+            OSError: one of them failed (``failed`` is then set; the rest were still waited for).
+        """
+        error: BaseException | None = None
+        for name, queue in self._queued.items():
+            if worker is not None and name != worker:
+                continue
+            while queue:
+                try:
+                    self._wait_oldest(queue)
+                except BaseException as exc:
+                    error = error or exc
+        if error is not None:
+            raise error
+
+    def _write_groups(self, final: bool) -> None:
         table = pa.Table.from_batches(self._group, schema=self.schema)
         off = 0
+        parts: list[pa.Table] = []
         while table.num_rows - off >= self._rg_rows or (final and off < table.num_rows):
             part = table.slice(off, self._rg_rows)
-            self._disk.before_write(self.tmp, part.nbytes)
-            self._writer.write_table(part, row_group_size=part.num_rows)
+            parts.append(part)
             off += part.num_rows
-            self._written_rows += part.num_rows
-            self._written_groups += 1
-        self._written_bytes = file_size(self.tmp)
         rest = table.slice(off)
         self._group = rest.to_batches() if rest.num_rows else []
         self._group_rows = rest.num_rows
+        for part in parts:
+            self._queue("encode", self._write_row_group, part)
+
+    def _write_row_group(self, part: pa.Table) -> None:
+        """Encode and write one row group (on the writer thread)."""
+        assert self._writer is not None
+        self._disk.before_write(self.tmp, part.nbytes)
+        self._writer.write_table(part, row_group_size=part.num_rows)
+        size = file_size(self.tmp)
+        with self._written_lock:
+            self._written_rows += part.num_rows
+            self._written_groups += 1
+            self._written_bytes = size
 
     def close(self) -> Path:
-        """Finish the Parquet file, make it visible under its final name, drop the journal.
+        """Finish the Parquet file, make it visible under its final name, drop the journal
+        (:meth:`seal` then :meth:`publish`).
 
         Returns:
             The closed segment's path.
@@ -259,20 +338,46 @@ class OpenSegment:
             OSError: a write failed before the file became visible (``failed`` is set; the
                 segment is still open: :meth:`abandon` it).
         """
+        self.seal()
+        return self.publish()
+
+    def seal(self) -> None:
+        """Journal and write every row, wait for the writer threads, write the Parquet footer:
+        the temporary file is now complete (and the journal still holds every row).
+
+        Raises:
+            OSError: a write failed (``failed`` is set; :meth:`abandon` the segment).
+        """
         self.flush()
         assert self._writer is not None
         if self._group_rows:
             self._write_groups(final=True)
+        self._drain()
+        self._stop_executor()
         try:
             footer = _footer_bytes(self._columns, self._meta_bytes, self._written_groups)
             self._disk.before_write(self.tmp, footer)
             self._writer.close()
             self._writer = None
-            if self._fsync:
-                fsync_path(self.tmp)
         except BaseException:
             self.failed = True
             raise
+
+    def publish(self) -> Path:
+        """After :meth:`seal`: fsync the file, rename it to its final name, fsync the
+        directory, delete the journal. Only waits on the disk, so a recorder hands it to
+        another thread.
+
+        Returns:
+            The segment's final path.
+
+        Raises:
+            OSError: fsync or rename failed (the temporary file and the journal stay: the
+                next :func:`~rigwatch.acquisition.recorder.recovery.recover` turns the journal
+                into the segment).
+        """
+        if self._fsync:
+            fsync_path(self.tmp)
         os.replace(self.tmp, self.final)
         if self._fsync:
             fsync_dir(self._dir)
@@ -293,8 +398,16 @@ class OpenSegment:
             self.tmp.unlink(missing_ok=True)
         return self.rows - self.journaled_rows
 
+    def _stop_executor(self) -> None:
+        for pool in self._workers.values():
+            pool.shutdown(wait=True)
+        self._workers.clear()
+
     def abort(self) -> None:
         """Release file handles, leaving the journal for :func:`recover`."""
+        with contextlib.suppress(BaseException):
+            self._drain()
+        self._stop_executor()
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()

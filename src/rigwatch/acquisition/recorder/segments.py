@@ -28,6 +28,7 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,8 @@ class SegmentRecorder:
         self._flush_requests: list[_FlushRequest] = []
         self._closed = False  # thread ended: no more flush requests served
         self._seg: OpenSegment | None = None
+        self._publisher: ThreadPoolExecutor | None = None
+        self._publishing: list[Future[None]] = []
         self._seg_deadline: float | None = None  # time.monotonic() to close the open segment
         self._pending_since: float | None = None
         self._disk_full = False  # recording stopped by a full disk (recorder thread only)
@@ -386,7 +389,7 @@ class SegmentRecorder:
                         return
                     self._pump(None)
                     if requests:
-                        self._flush()
+                        self._flush(wait=True)
                         self._answer(requests)
                         requests = []
                     if self._flush_due():
@@ -425,6 +428,7 @@ class SegmentRecorder:
                     self._stop_requested.wait(_ERROR_BACKOFF_S)  # then retry
                     self._wake.set()
         finally:
+            self._wait_published()
             with self._lock:
                 self._closed = True
                 self._state = final_state
@@ -559,9 +563,9 @@ class SegmentRecorder:
             self._open_bytes = 0
         log.debug("%s: opened segment %s at index %d", self._device, name, start_index)
 
-    def _flush(self) -> None:
+    def _flush(self, wait: bool = False) -> None:
         if self._seg is not None:
-            self._seg.flush()
+            self._seg.flush(wait=wait)
             # the open segment's rows are on disk in its journal until row groups are written
             size = file_size(self._seg.tmp) + file_size(self._seg.journal)
             with self._lock:
@@ -576,21 +580,52 @@ class SegmentRecorder:
         seg = self._seg
         if seg is None:
             return
-        path = seg.close()
-        size = file_size(path)
+        seg.seal()
         with self._lock:
             self._seg = None
-            self._segments.append(path)
-            self._closed_bytes += size
             self._open_bytes = 0
         self._pending_since = None
         self._seg_deadline = None
+        # fsyncs, rename and journal removal only wait on the disk: the publisher thread does
+        # them, in order, while this thread goes on reading the ring buffer
+        if self._publisher is None:
+            self._publisher = ThreadPoolExecutor(1, thread_name_prefix=f"publish-{self._device}")
+        self._publishing.append(self._publisher.submit(self._publish, seg))
+        while len(self._publishing) > 2:  # never more than two segments behind
+            self._publishing.pop(0).result()
+        self._publishing = [f for f in self._publishing if not f.done()]
+        if check_space:
+            self._check_space()
+
+    def _publish(self, seg: OpenSegment) -> None:
+        """Make a sealed segment visible (publisher thread); on failure its journal stays for
+        recovery, and the failure is counted."""
+        try:
+            path = seg.publish()
+        except OSError as exc:
+            msg = f"cannot publish {seg.name}: {type(exc).__name__}: {exc}"
+            log.error("%s: %s; its journal is kept for recovery", self._device, msg)
+            self._counters.inc(f"recorder.{self._device}.write_error", message=msg)
+            with self._lock:
+                self._last_error = msg
+            return
+        size = file_size(path)
+        with self._lock:
+            self._segments.append(path)
+            self._closed_bytes += size
         log.info(
             "%s: closed segment %s (%d rows, %d bytes)", self._device, path.name, seg.rows, size
         )
         self._retention.enforce(keep=[path])
-        if check_space:
-            self._check_space()
+
+    def _wait_published(self) -> None:
+        """Wait until every sealed segment is visible (or its failure counted)."""
+        for future in self._publishing:
+            future.result()
+        self._publishing.clear()
+        if self._publisher is not None:
+            self._publisher.shutdown(wait=True)
+            self._publisher = None
 
     def _check_space(self) -> None:
         """Raise :class:`DiskFull` when the recordings' free space is below the floor (an
@@ -714,9 +749,10 @@ class SegmentRecorder:
         self._counters.inc(f"recorder.{self._device}.write_error", message=msg)
         seg = self._seg
         if seg is not None:
-            if seg.pending_rows:
-                self._count_lost(seg.pending_rows, msg)
-            seg.abort()
+            seg.abort()  # waits for its queued writes: journaled_rows is final
+            lost = seg.rows - seg.journaled_rows
+            if lost:
+                self._count_lost(lost, msg)
             try:  # salvage what was journaled; else the journal waits for recover()
                 salvaged = recover_journal(
                     seg.journal,
