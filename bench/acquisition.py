@@ -854,6 +854,29 @@ def what_if(channels: int, rate_hz: int) -> dict:
     return res
 
 
+def read_ceiling_log(path: Path) -> tuple[list[dict], list[dict], list[dict], dict, list[dict]]:
+    """The figures a ``--ceiling`` run printed (one JSON object per line), sorted by kind:
+    station runs, recorder alone, path costs, what-if, latency runs."""
+    runs, alone, costs, lat_runs = [], [], [], []
+    whatif: dict = {}
+    for line in path.read_text().splitlines():
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        if "recorder_max_backlog_s" in d:
+            runs.append(d)
+        elif "x_realtime" in d:
+            alone.append(d)
+        elif "sim_sine_generate" in d:
+            costs.append(d)
+        elif "transpose_whole_array" in d:
+            whatif = d
+        elif "clients" in d and "live" in d:
+            lat_runs.append(d)
+    return runs, alone, costs, whatif, lat_runs
+
+
 def ceiling_main(args: argparse.Namespace) -> None:
     """``--ceiling``: see the module docstring; rewrites the ``acquisition-ceiling`` section."""
     rate = CEILING_RATE_HZ
@@ -861,35 +884,39 @@ def ceiling_main(args: argparse.Namespace) -> None:
     profile_dir = Path(args.profile) if args.profile else None
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
-    runs: list[dict] = []
-    for ch in channels:
-        for _ in range(args.repeat):
-            r = run_ceiling(
-                ch, rate, args.seconds, args.block_s, args.buffer_s, args.driver, profile_dir
-            )
-            prof = r.pop("profile", None)
-            print(json.dumps(r), flush=True)
-            if prof is not None:
-                print(json.dumps({"channels": ch, "profile": prof}), flush=True)
-            runs.append(r)
-    if profile_dir is not None:  # the profiler perturbs the figures: they stay out of the docs
-        print(json.dumps({"held_by_channels": {r["channels"]: r["held"] for r in runs}}))
-        return
-    alone = []
-    for ch in channels:
-        alone.append(recorder_alone(ch, rate, args.recorder_seconds, args.driver))
-        print(json.dumps(alone[-1]), flush=True)
-    costs = []
-    for ch in channels:
-        costs.append(path_costs(ch, rate, args.block_s, args.buffer_s))
-        print(json.dumps(costs[-1]), flush=True)
-    whatif = what_if(max(channels), rate)
-    print(json.dumps(whatif), flush=True)
-    lat_runs = []
-    for _ in range(args.latency_runs):
-        wait_quiet()
-        lat_runs.append(run_station(64, rate, args.seconds, clients=20, block_s=1 / 30))
-        print(json.dumps(lat_runs[-1]), flush=True)
+    if args.from_log:
+        runs, alone, costs, whatif, lat_runs = read_ceiling_log(Path(args.from_log))
+        channels = sorted({r["channels"] for r in runs})
+    else:
+        runs: list[dict] = []
+        for ch in channels:
+            for _ in range(args.repeat):
+                r = run_ceiling(
+                    ch, rate, args.seconds, args.block_s, args.buffer_s, args.driver, profile_dir
+                )
+                prof = r.pop("profile", None)
+                print(json.dumps(r), flush=True)
+                if prof is not None:
+                    print(json.dumps({"channels": ch, "profile": prof}), flush=True)
+                runs.append(r)
+        if profile_dir is not None:  # the profiler perturbs the figures: they stay out of the docs
+            print(json.dumps({"held_by_channels": {r["channels"]: r["held"] for r in runs}}))
+            return
+        alone = []
+        for ch in channels:
+            alone.append(recorder_alone(ch, rate, args.recorder_seconds, args.driver))
+            print(json.dumps(alone[-1]), flush=True)
+        costs = []
+        for ch in channels:
+            costs.append(path_costs(ch, rate, args.block_s, args.buffer_s))
+            print(json.dumps(costs[-1]), flush=True)
+        whatif = what_if(max(channels), rate)
+        print(json.dumps(whatif), flush=True)
+        lat_runs = []
+        for _ in range(args.latency_runs):
+            wait_quiet()
+            lat_runs.append(run_station(64, rate, args.seconds, clients=20, block_s=1 / 30))
+            print(json.dumps(lat_runs[-1]), flush=True)
     lat_runs.sort(key=lambda r: r["live"]["p99_ms"])
     lat = lat_runs[len(lat_runs) // 2] if lat_runs else None
 
@@ -1069,6 +1096,11 @@ def main() -> None:
     ap.add_argument("--driver", choices=("sim", "replay"), default="sim", help="--ceiling")
     ap.add_argument(
         "--compression-level", type=int, default=None, help="--ceiling: recorder zstd level"
+    )
+    ap.add_argument(
+        "--from-log",
+        default=None,
+        help="--ceiling: rewrite the docs from the JSON lines a previous run printed",
     )
     ap.add_argument(
         "--segment-mb", type=int, default=None, help="--ceiling: recorder segment_max_bytes (MB)"

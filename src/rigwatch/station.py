@@ -166,6 +166,8 @@ class Station:
                     codec=self.config.recorder.codec,
                     station=self.config.name,
                     last_n=last_n,
+                    compression_level=self.config.recorder.compression_level,
+                    counters=self.counters,
                 )
             )
         if files:

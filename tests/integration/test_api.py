@@ -288,3 +288,27 @@ def test_websocket_commands_need_the_token_beyond_localhost(tmp_path: Path) -> N
             ws.send('{"type": "system_mode", "mode": "monitoring"}')
             assert _recv(ws) == {"type": "system_mode", "mode": "monitoring"}
         assert httpx.get(f"http://{addr}/api/status").json()["errors"]["ws.unauthorized"] == 1
+
+
+def test_cpu_budget_refuses_while_in_debt_and_recovers_at_its_share() -> None:
+    from rigwatch.web.limits import Busy, CpuBudget
+
+    now = [100.0]
+    budget = CpuBudget(share=0.25, burst_s=1.0, clock=lambda: now[0])
+    budget.check()  # a full bucket
+    budget.charge(1.5)  # one expensive query: 0.5 CPU second of debt
+    with pytest.raises(Busy) as e:
+        budget.check()
+    assert e.value.status == 503 and e.value.retry_after_s == pytest.approx(2.0)
+    assert "0.25 of a core" in str(e.value)
+    now[0] += 1.9  # refilled 0.475 of the 0.5: still in debt
+    with pytest.raises(Busy):
+        budget.check()
+    now[0] += 0.2
+    budget.check()  # out of debt
+    now[0] += 1000.0
+    budget.charge(0.9)  # the bucket never holds more than its burst
+    budget.check()
+    budget.charge(0.2)
+    with pytest.raises(Busy):
+        budget.check()

@@ -624,3 +624,31 @@ def test_failed_flush_salvages_the_journal_and_counts_lost_rows(
     assert_rows(pq.read_table(first), 0, 300)  # salvaged from the journal
     assert_rows(pq.read_table(second), 500, 100)
     assert hidden_files(tmp_path) == []
+
+
+def test_snapshot_streams_row_groups_and_stays_gap_free_when_overwritten(tmp_path: Path) -> None:
+    stream, counters = make_stream(capacity=1000)
+    for off in range(0, 1000, 100):
+        stream.ingest(block(off, 100))
+    whole = save_buffer_snapshot(stream, tmp_path, chunk_rows=300)
+    md = pq.read_metadata(whole)
+    assert [md.row_group(i).num_rows for i in range(md.num_row_groups)] == [300, 300, 300, 100]
+    assert_rows(pq.read_table(whole), 0, 1000)
+
+    # the writer overwrites rows while the snapshot reads its second row group
+    buf = stream.buffer
+    reads = []
+
+    def writer_strikes_on_second_read() -> None:
+        reads.append(1)
+        if len(reads) == 2:
+            stream.ingest(block(1000, 500))  # rows 0..499 overwritten
+
+    buf.after_copy_hook = writer_strikes_on_second_read
+    cut = save_buffer_snapshot(stream, tmp_path, chunk_rows=300, counters=counters)
+    buf.after_copy_hook = None
+    table = pq.read_table(cut)
+    assert pq.read_schema(cut).metadata[b"rigwatch.start_index"] == b"0"
+    assert_rows(table, 0, 300)  # ends before the overwritten rows, no gap inside
+    assert counters.get("recorder.dev.snapshot_truncated") == 1
+    assert hidden_files(tmp_path) == []

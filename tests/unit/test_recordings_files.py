@@ -307,3 +307,31 @@ def test_corrupt_pages_behind_an_intact_footer_are_a_format_error(recording: Pat
     with pytest.raises(FormatError, match="corrupt"):
         export_recording(recording, out, "csv")
     assert not out.exists() and not any(p.name.startswith(".") for p in recording.parent.iterdir())
+
+
+def test_json_reply_encodes_the_same_numbers_as_the_model(tmp_path: Path) -> None:
+    import orjson
+
+    from rigwatch.recordings.query import query_range
+
+    ts = regular_timestamps_ns(T0, 0, 6, RATE)
+    data = np.array([[np.nan, 1], [np.nan, np.inf], [0.1, 2], [3, 2], [5, 2], [7, -np.inf]])
+    schema = recording_schema(INFO, "st", 0)
+    path = tmp_path / "nan.parquet"
+    cols = np.concatenate([data, np.zeros((6, 1))], axis=1).astype(np.float32)
+    write_table_atomically([rows_to_batch(schema, ts, cols)], schema, path)
+    arrays = query_range(path, max_points=3)
+    decoded = orjson.loads(arrays.to_json())
+    model = arrays.to_model().model_dump()
+
+    def f32(values: list) -> np.ndarray:  # JSON carries float32 values in their shortest form
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+
+    assert {k: v for k, v in decoded.items() if k != "series"} == {
+        k: v for k, v in model.items() if k != "series"
+    }
+    for name, series in model["series"].items():
+        for side in ("min", "max"):
+            np.testing.assert_array_equal(f32(decoded["series"][name][side]), f32(series[side]))
+    assert decoded["series"]["a"]["min"] == [None, 0.1, 5.0]  # NaN-only bucket: null
+    assert decoded["series"]["b"]["max"] == [None, 2.0, 2.0]  # infinite extreme: null

@@ -69,6 +69,16 @@ class ApiConfig(Strict):
         ge=1000,
         description="Largest reply of a query: max_points x channels x 2 (min and max).",
     )
+    query_cpu_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=16,
+        description="CPU (in cores) recording queries and snapshots may use on average; "
+        "beyond it new queries get 503 until the budget recovers.",
+    )
+    query_cpu_burst_s: float = Field(
+        default=2.0, gt=0, description="CPU seconds they may use at once after a quiet spell."
+    )
     snapshot_min_interval_s: float = Field(
         default=5.0, ge=0, description="Buffer snapshots at most this often (then 429)."
     )

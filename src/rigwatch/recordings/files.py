@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -110,6 +110,45 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_batches_atomically(
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    path: Path,
+    codec: str = "zstd",
+    compression_level: int | None = None,
+    fsync: bool = True,
+) -> int:
+    """Write record batches, one row group each, to ``path`` via its hidden temporary file and
+    ``os.replace``; ``batches`` is consumed lazily, so memory holds one batch at a time.
+
+    Returns:
+        Rows written.
+
+    Raises:
+        RecorderError: bad codec; OSError: I/O failure (the temporary file is removed, ``path``
+            is untouched); whatever the iterator raises (likewise).
+    """
+    tmp = tmp_path(path)
+    rows = 0
+    try:
+        writer = open_parquet_writer(tmp, schema, codec, compression_level)
+        try:
+            for batch in batches:
+                writer.write_batch(batch, row_group_size=max(1, batch.num_rows))
+                rows += batch.num_rows
+        finally:
+            writer.close()
+        if fsync:
+            fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_dir(path.parent)
+    return rows
 
 
 def write_table_atomically(

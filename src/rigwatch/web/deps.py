@@ -3,8 +3,12 @@ policy and the request bounds, all held by the app (``app.state.web``)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
@@ -13,16 +17,41 @@ from rigwatch.station import Station
 from rigwatch.web.limits import QueryGate, SnapshotGate
 from rigwatch.web.security import AccessPolicy
 
+T = TypeVar("T")
+
 
 @dataclass
 class WebContext:
-    """Everything the routers of one app use."""
+    """Everything the routers of one app use.
+
+    Attributes:
+        heavy: the threads recording queries, snapshots and large replies run on, at a lower
+            scheduling priority than acquisition and the live stream
+            (:func:`rigwatch.threads.background_pool`).
+    """
 
     station: Station
     hub: LiveHub
     access: AccessPolicy
     queries: QueryGate
     snapshots: SnapshotGate
+    heavy: ThreadPoolExecutor
+
+    async def run_heavy(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` on a :attr:`heavy` thread, awaited; its CPU time is charged to the
+        queries' budget (when there is one)."""
+        loop = asyncio.get_running_loop()
+        budget = self.queries.budget
+
+        def timed() -> T:
+            cpu0 = time.thread_time()
+            try:
+                return fn(*args)
+            finally:
+                if budget is not None:
+                    budget.charge(time.thread_time() - cpu0)
+
+        return await loop.run_in_executor(self.heavy, timed)
 
 
 def get_context(request: Request) -> WebContext:

@@ -26,9 +26,10 @@ from fastapi.staticfiles import StaticFiles
 from rigwatch import __version__
 from rigwatch.acquisition.live import LiveHub
 from rigwatch.station import Station
+from rigwatch.threads import background_pool
 from rigwatch.web import views
 from rigwatch.web.deps import WebContext
-from rigwatch.web.limits import QueryGate, SnapshotGate
+from rigwatch.web.limits import CpuBudget, QueryGate, SnapshotGate
 from rigwatch.web.live_ws import LiveSession
 from rigwatch.web.problems import document_problems, install_problem_handlers
 from rigwatch.web.routers import recordings
@@ -62,6 +63,7 @@ def create_app(
     push = station.config.pressure_push
     policy = access or AccessPolicy.from_config(station.config.server, station.config.server.host)
     api = station.config.api
+    heavy = background_pool(api.max_concurrent_queries + 1, "api-heavy")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +78,7 @@ def create_app(
             yield
         finally:
             hub.detach()
+            heavy.shutdown(wait=False, cancel_futures=True)
             if manage_station:
                 await asyncio.to_thread(station.stop)
 
@@ -89,8 +92,13 @@ def create_app(
         station=station,
         hub=hub,
         access=policy,
-        queries=QueryGate(api.max_concurrent_queries, api.query_wait_s),
+        queries=QueryGate(
+            api.max_concurrent_queries,
+            api.query_wait_s,
+            CpuBudget(api.query_cpu_share, api.query_cpu_burst_s),
+        ),
         snapshots=SnapshotGate(api.snapshot_min_interval_s),
+        heavy=heavy,
     )
     app.state.station = station
     app.state.hub = hub

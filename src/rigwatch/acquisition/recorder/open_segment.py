@@ -36,6 +36,7 @@ from rigwatch.acquisition.recorder.disk import Disk
 from rigwatch.config.station import RecorderConfig
 from rigwatch.recordings.files import NEW_SUFFIX, fsync_dir, fsync_path, journal_path, tmp_path
 from rigwatch.recordings.layout import blocks_to_batch, metadata_bytes, open_parquet_writer
+from rigwatch.threads import background_pool
 
 ROW_GROUP_MAX_BYTES = 64 * 1024 * 1024
 ROW_GROUP_MAX_ROWS = 1 << 20
@@ -266,7 +267,7 @@ class OpenSegment:
             self._wait_oldest(queue)
         pool = self._workers.get(worker)
         if pool is None:
-            pool = ThreadPoolExecutor(1, thread_name_prefix=f"{worker}-{self.name[:20]}")
+            pool = background_pool(1, f"{worker}-{self.name[:20]}")
             self._workers[worker] = pool
         queue.append(pool.submit(fn, *args))
 

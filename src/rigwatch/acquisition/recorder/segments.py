@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,6 +44,7 @@ from rigwatch.counters import Counters
 from rigwatch.errors import DiskFull, RecorderError
 from rigwatch.recordings.files import free_name
 from rigwatch.recordings.layout import recording_schema, writer_options
+from rigwatch.threads import background_pool, lower_thread_priority
 from rigwatch.timefmt import file_stamp
 
 log = logging.getLogger(__name__)
@@ -70,28 +69,6 @@ class _FlushRequest:
     result: int = 0
     error: str | None = None
     disk_full: bool = False
-
-
-RECORDER_NICE = 10
-"""Scheduling niceness added to recorder threads: encoding and compression yield the CPU to
-acquisition and live streaming, which have no slack, while the recorder has the whole ring
-buffer as slack."""
-
-
-def lower_thread_priority(increment: int) -> bool:
-    """Raise the calling thread's niceness by ``increment`` (Linux: per-thread priority).
-
-    Returns:
-        ``True`` when applied; ``False`` where the platform has no per-thread niceness.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
-    except OSError:
-        return False
-    return True
 
 
 class SegmentRecorder:
@@ -355,7 +332,7 @@ class SegmentRecorder:
         self._wake.set()
 
     def _run(self) -> None:
-        lower_thread_priority(RECORDER_NICE)
+        lower_thread_priority()
         final_state = "stopped"
         requests: list[_FlushRequest] = []
         try:
@@ -589,7 +566,7 @@ class SegmentRecorder:
         # fsyncs, rename and journal removal only wait on the disk: the publisher thread does
         # them, in order, while this thread goes on reading the ring buffer
         if self._publisher is None:
-            self._publisher = ThreadPoolExecutor(1, thread_name_prefix=f"publish-{self._device}")
+            self._publisher = background_pool(1, f"publish-{self._device}")
         self._publishing.append(self._publisher.submit(self._publish, seg))
         while len(self._publishing) > 2:  # never more than two segments behind
             self._publishing.pop(0).result()

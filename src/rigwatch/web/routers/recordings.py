@@ -2,12 +2,12 @@
 
 Queries are bounded (``[api]`` config): a few at a time, each reply at most
 ``max_query_values`` numbers; snapshots one at a time and at most one per interval. Their
-work runs in worker threads, never on the event loop that serves the live stream.
+work runs on low-priority worker threads, never on the event loop that serves the live
+stream.
 """
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, Response
 
 from rigwatch.errors import DiskFull, RecorderError, RecordingError
 from rigwatch.recordings.catalog import UnsafePath, list_recordings, safe_recording_path
-from rigwatch.recordings.query import UnknownChannel, query_recording
+from rigwatch.recordings.query import UnknownChannel, query_range
 from rigwatch.station import Station
 from rigwatch.web.deps import Context, StationDep, Writer
 from rigwatch.web.problems import problem_responses
@@ -63,31 +63,19 @@ async def parquet_data(
     path = _resolve(station, filename)
     chans = [c.strip() for c in channels.split(",") if c.strip()] if channels else None
     limit = station.config.api.max_query_values
-    if chans is not None and 2 * max_points * len(chans) > limit:
-        raise HTTPException(
-            422,
-            f"max_points x channels x 2 = {2 * max_points * len(chans)} values exceeds the "
-            f"limit of {limit}; ask for fewer points or channels",
-        )
     async with ctx.queries.slot():
         try:
-            result = await asyncio.to_thread(
-                query_recording, path, start_ns, end_ns, chans, max_points
+            result = await ctx.run_heavy(
+                query_range, path, start_ns, end_ns, chans, max_points, limit
             )
         except UnknownChannel as exc:
             raise HTTPException(400, str(exc)) from None
-        except RecordingError as exc:
+        except RecordingError as exc:  # QueryTooLarge, FormatError
             raise HTTPException(422, str(exc)) from None
         except FileNotFoundError:
             raise HTTPException(404, f"no recording named {filename!r}") from None
-    values = 2 * len(result.series) * len(result.t_s)
-    if values > limit:  # all channels of a wide file
-        raise HTTPException(
-            422,
-            f"{len(result.series)} channels x {len(result.t_s)} points x 2 = {values} values "
-            f"exceeds the limit of {limit}; ask for fewer points or channels",
-        )
-    return Response(result.model_dump_json(), media_type="application/json")
+        body = await ctx.run_heavy(result.to_json)
+    return Response(body, media_type="application/json")
 
 
 @router.get(
@@ -126,7 +114,7 @@ async def save_sensor_buffer(
         raise HTTPException(404, f"unknown device {req.device!r}")
     async with ctx.snapshots.turn():
         try:
-            files = await asyncio.to_thread(station.save_buffers, req.device, req.last_n)
+            files = await ctx.run_heavy(station.save_buffers, req.device, req.last_n)
         except DiskFull as exc:
             raise HTTPException(507, str(exc)) from None
         except RecorderError as exc:
