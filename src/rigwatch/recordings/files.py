@@ -113,15 +113,16 @@ def fsync_dir(directory: Path) -> None:
 
 
 def write_batches_atomically(
-    batches: Iterable[pa.RecordBatch],
+    batches: Iterable[pa.RecordBatch | pa.Table],
     schema: pa.Schema,
     path: Path,
     codec: str = "zstd",
     compression_level: int | None = None,
     fsync: bool = True,
 ) -> int:
-    """Write record batches, one row group each, to ``path`` via its hidden temporary file and
-    ``os.replace``; ``batches`` is consumed lazily, so memory holds one batch at a time.
+    """Write record batches (or tables), one row group each, to ``path`` via its hidden
+    temporary file and ``os.replace``; ``batches`` is consumed lazily, so memory holds one batch
+    at a time.
 
     Returns:
         Rows written.
@@ -136,7 +137,10 @@ def write_batches_atomically(
         writer = open_parquet_writer(tmp, schema, codec, compression_level)
         try:
             for batch in batches:
-                writer.write_batch(batch, row_group_size=max(1, batch.num_rows))
+                if isinstance(batch, pa.Table):
+                    writer.write_table(batch, row_group_size=max(1, batch.num_rows))
+                else:
+                    writer.write_batch(batch, row_group_size=max(1, batch.num_rows))
                 rows += batch.num_rows
         finally:
             writer.close()
@@ -169,26 +173,11 @@ def write_table_atomically(
         RecorderError: bad codec; OSError: I/O failure (the temporary file is removed, ``path``
             is untouched).
     """
-    tmp = tmp_path(path)
     table = (
         table_or_batches
         if isinstance(table_or_batches, pa.Table)
         else pa.Table.from_batches(list(table_or_batches), schema=schema)
     )
-    try:
-        writer = open_parquet_writer(tmp, schema, codec, compression_level)
-        try:
-            for off in range(0, table.num_rows, row_group_rows):
-                part = table.slice(off, row_group_rows)
-                writer.write_table(part, row_group_size=part.num_rows)
-        finally:
-            writer.close()
-        if fsync:
-            fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if fsync:
-        fsync_dir(path.parent)
+    parts = (table.slice(off, row_group_rows) for off in range(0, table.num_rows, row_group_rows))
+    write_batches_atomically(parts, schema, path, codec, compression_level, fsync=fsync)
     return path
