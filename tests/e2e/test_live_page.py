@@ -109,6 +109,9 @@ def test_live_chart_draws_real_data(
     card = buf.get_by_test_id("device-card-bearing_12k")
     expect(card.locator(".badge[data-kind=device]")).to_have_attribute("data-state", "running")
     expect(card.locator(".badge[data-kind=recorder]")).to_have_attribute("data-state", "recording")
+    # the recordings' file system's free space, as the station measures it (kB .. TB)
+    free = buf.get_by_test_id("disk-free-bearing_12k")
+    expect(free).to_have_text(re.compile(r"^[\d.]+ [kMGT]B$"))
 
     # The screenshot once the chart has most of its 10 s window.
     page.wait_for_function("() => window.__rigwatch.live?.chartSpanS >= 8", timeout=30_000)

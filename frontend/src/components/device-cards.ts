@@ -40,6 +40,15 @@ function recorderBlock(device: string, r: RecorderStatus): HTMLElement {
       kv("segments", fmtInt(r.segments_closed)),
       kv("written", fmtBytes(r.bytes_written)),
       kv("missed rows", fmtInt(r.missed_rows), { warn: r.missed_rows > 0 }),
+      kv("disk free", r.free_bytes == null ? "—" : fmtBytes(r.free_bytes), {
+        warn: r.state === "disk_full",
+        testid: `disk-free-${device}`,
+        title: r.min_free_bytes == null ? undefined : `recording stops below ${fmtBytes(r.min_free_bytes)}`,
+      }),
+      r.lost_rows ? kv("lost rows", fmtInt(r.lost_rows), { warn: true, title: "not recorded: disk full or a failed write" }) : null,
+      r.retention_deleted_files
+        ? kv("retention", `${fmtInt(r.retention_deleted_files)} deleted`, { title: `${fmtBytes(r.retention_deleted_bytes)} freed` })
+        : null,
     ),
     r.last_error ? h("div", { class: "error-line", title: r.last_error }, r.last_error) : null,
   );
