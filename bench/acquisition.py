@@ -533,8 +533,8 @@ def run_ceiling(
         backlog = [s["backlog_rows"] for s in samples]
         skipped = st1["live"]["samples_skipped"] + live["missed_samples"]
         cpu = cpu_by_group(thr0, thr1, wall)
-        # the recorder's writer threads (encode, sync, publish) live one segment each: what
-        # ended threads used is in the process's total, not in any thread still there
+        # threads that ended during the window (a recorder's writers end with it) are in the
+        # process's total only: they are counted with the writers
         total = ((pc1.user - pc0.user) + (pc1.system - pc0.system)) / wall
         cpu["writers"] = round(max(0.0, cpu["writers"] + total - sum(cpu.values())), 3)
         bench_cores = ((me1.user - me0.user) + (me1.system - me0.system)) / wall

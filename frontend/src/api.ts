@@ -9,19 +9,14 @@ import type { components, paths } from "./generated/api";
 type Schemas = components["schemas"];
 
 export type Hello = Schemas["Hello"];
-export type ChannelUnit = Schemas["ChannelUnit"];
 export type DeviceStatus = Schemas["DeviceStatus"];
 export type DeviceState = DeviceStatus["state"];
 export type RecorderStatus = Schemas["RecorderStatus"];
 export type RecorderState = RecorderStatus["state"];
 export type StationStatus = Schemas["StationStatus"];
-export type BufferDeviceStatus = Schemas["BufferDeviceStatus"];
 export type BufferStatus = Schemas["BufferStatus"];
 export type RecordingInfo = Schemas["RecordingInfo"];
 export type RangeQuery = Schemas["RangeQuery"];
-export type MinMaxSeries = Schemas["MinMaxSeries"];
-export type SaveBufferRequest = Schemas["SaveBufferRequest"];
-export type SaveBufferResult = Schemas["SaveBufferResult"];
 export type Problem = Schemas["Problem"];
 export type FieldProblem = Schemas["FieldProblem"];
 

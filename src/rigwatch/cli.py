@@ -99,6 +99,9 @@ def _serve(
         f"recordings in {cfg.recorder.directory}",
         highlight=False,
     )
+    # the event loop (live stream) waits for the GIL behind threads doing heavy work (queries,
+    # encoding); handing it over every millisecond instead of every 5 keeps frames on time
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     _run_until_signal(server)
 
 
@@ -108,9 +111,6 @@ def _run_until_signal(server: Any) -> None:
     down; the handlers installed here take it instead of the default ones (which would exit
     130 or die by the signal)."""
     caught: list[int] = []
-    # the event loop (live stream) waits for the GIL behind threads doing heavy work (queries,
-    # encoding); handing it over every millisecond instead of every 5 keeps frames on time
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     def note(signum: int, _frame: object) -> None:
         caught.append(signum)
@@ -251,18 +251,17 @@ def recordings_list(
 
     table = Table(Column("file", overflow="fold"), "device", "rows", "duration s", "MB", "channels")
     for r in list_recordings(directory):
-        d = r.model_dump()
-        if d.get("error"):
-            table.add_row(d["filename"], "-", "-", "-", "-", f"[red]{d['error']}[/]")
+        if r.error:
+            table.add_row(r.filename, "-", "-", "-", "-", f"[red]{escape(r.error)}[/]")
             continue
-        dur = (d["end_ns"] - d["start_ns"]) / 1e9 if d.get("end_ns") else 0.0
+        dur = (r.end_ns - r.start_ns) / 1e9 if r.end_ns is not None and r.start_ns else 0.0
         table.add_row(
-            d["filename"],
-            d["device"],
-            str(d["rows"]),
+            r.filename,
+            r.device,
+            str(r.rows),
             f"{dur:.2f}",
-            f"{d['size_bytes'] / 1e6:.2f}",
-            ",".join(d["channels"]),
+            f"{r.size_bytes / 1e6:.2f}",
+            ",".join(r.channels),
         )
     console.print(table)
 

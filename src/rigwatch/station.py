@@ -24,7 +24,6 @@ from rigwatch.config.station import StationConfig
 from rigwatch.counters import Counters
 from rigwatch.devices.protocols import AcquisitionDevice
 from rigwatch.devices.registry import DriverContext, build_device
-from rigwatch.errors import DiskFull
 from rigwatch.modes import ModeMachine, ModeState
 
 log = logging.getLogger(__name__)
@@ -106,6 +105,7 @@ class Station:
             self.recordings_dir,
             self.counters,
             codec=self.config.recorder.codec,
+            compression_level=self.config.recorder.compression_level,
             disk=self.retention.disk,
         )
         if self.recovered:
@@ -145,15 +145,7 @@ class Station:
                 written), or the file system ran out of space while writing.
         """
         names = [device] if device is not None else list(self.streams)
-        try:
-            space = self.retention.space()
-        except OSError:
-            space = None  # unknown: the write itself will tell
-        if space is not None and space.below_floor:
-            raise DiskFull(
-                f"no buffer snapshot: {self.recordings_dir} has {space.free_bytes} bytes free, "
-                f"below min_free_bytes {space.min_free_bytes}"
-            )
+        self.retention.require_room("buffer snapshot")
         files: list[Path] = []
         for name in names:
             stream = self.streams[name]
@@ -167,6 +159,7 @@ class Station:
                     station=self.config.name,
                     last_n=last_n,
                     compression_level=self.config.recorder.compression_level,
+                    fsync=self.config.recorder.fsync,
                     counters=self.counters,
                 )
             )

@@ -19,13 +19,12 @@ from rigwatch.recordings.catalog import UnsafePath, list_recordings, safe_record
 from rigwatch.recordings.export import export_recording
 from rigwatch.recordings.files import write_table_atomically
 from rigwatch.recordings.layout import recording_schema, rows_to_batch
-from rigwatch.recordings.query import UnknownChannel
-from rigwatch.recordings.query import query_recording as _query_recording
+from rigwatch.recordings.query import UnknownChannel, query_range
 
 
 def query_recording(*args, **kwargs):
     """The query's result as plain data, as the API serves it."""
-    return _query_recording(*args, **kwargs).model_dump()
+    return query_range(*args, **kwargs).to_model().model_dump()
 
 
 T0 = 1_700_000_000_000_000_000
@@ -311,8 +310,6 @@ def test_corrupt_pages_behind_an_intact_footer_are_a_format_error(recording: Pat
 
 def test_json_reply_encodes_the_same_numbers_as_the_model(tmp_path: Path) -> None:
     import orjson
-
-    from rigwatch.recordings.query import query_range
 
     ts = regular_timestamps_ns(T0, 0, 6, RATE)
     data = np.array([[np.nan, 1], [np.nan, np.inf], [0.1, 2], [3, 2], [5, 2], [7, -np.inf]])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -119,10 +119,12 @@ def write_batches_atomically(
     codec: str = "zstd",
     compression_level: int | None = None,
     fsync: bool = True,
+    before_write: Callable[[Path, int], object] | None = None,
 ) -> int:
     """Write record batches (or tables), one row group each, to ``path`` via its hidden
     temporary file and ``os.replace``; ``batches`` is consumed lazily, so memory holds one batch
-    at a time.
+    at a time. ``before_write(temporary file, bytes)`` is called before each row group (a
+    seam through which tests make a write fail).
 
     Returns:
         Rows written.
@@ -137,6 +139,8 @@ def write_batches_atomically(
         writer = open_parquet_writer(tmp, schema, codec, compression_level)
         try:
             for batch in batches:
+                if before_write is not None:
+                    before_write(tmp, batch.nbytes)
                 if isinstance(batch, pa.Table):
                     writer.write_table(batch, row_group_size=max(1, batch.num_rows))
                 else:

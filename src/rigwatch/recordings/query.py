@@ -60,7 +60,7 @@ class MinMaxSeries(BaseModel):
 
 
 class RangeQuery(BaseModel):
-    """The result of :func:`query_recording`."""
+    """The reply to a range query (:meth:`RangeArrays.to_model` of :func:`query_range`)."""
 
     model_config = ConfigDict(ser_json_inf_nan="null")
 
@@ -172,19 +172,6 @@ def _json_floats(values: np.ndarray) -> list[float | None]:
     for i in np.flatnonzero(~finite).tolist():
         out[i] = None
     return out
-
-
-def query_recording(
-    path: str | os.PathLike[str],
-    start_ns: int | None = None,
-    end_ns: int | None = None,
-    channels: Sequence[str] | None = None,
-    max_points: int = 2000,
-    max_values: int | None = None,
-) -> RangeQuery:
-    """Rows of a recording in a time range, min/max-decimated for plotting, as a
-    :class:`RangeQuery` (see :func:`query_range` for the arguments and errors)."""
-    return query_range(path, start_ns, end_ns, channels, max_points, max_values).to_model()
 
 
 def query_range(

@@ -100,8 +100,6 @@ def create_app(
         snapshots=SnapshotGate(api.snapshot_min_interval_s),
         heavy=heavy,
     )
-    app.state.station = station
-    app.state.hub = hub
     install_problem_handlers(app, counters)
     document_problems(app)
     if policy.allowed_origins:

@@ -24,7 +24,7 @@ import math
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,31 @@ _PER_COLUMN = 384  # schema and column-chunk metadata per column
 _PER_COLUMN_PER_ROW_GROUP = 256  # column-chunk metadata + statistics per row group
 _DATA_MARGIN = 1.01  # page headers, codec framing on incompressible data
 MAX_QUEUED_WRITES = 2
-"""Row groups (and journal fsyncs) handed to a segment's writer thread and not yet done; one
+"""Row groups (or journal batches) a segment handed to a writer thread and not yet done; one
 more waits for the oldest, so a recorder that cannot keep up falls behind in the ring buffer
 (and is told so), never in memory."""
+
+
+class Writers:
+    """A recorder's writer threads, one each, used by every segment it opens in turn:
+    ``encode`` (Parquet row groups: zstd and byte-stream split release the GIL), ``sync``
+    (journal appends and fsyncs) and ``publish`` (fsync, rename and journal removal of a
+    sealed segment). They run at a lower scheduling priority than acquisition and the live
+    stream (:func:`rigwatch.threads.background_pool`).
+
+    Args:
+        device: names the threads (``encode-<device>``...).
+    """
+
+    def __init__(self, device: str) -> None:
+        self.encode = background_pool(1, f"encode-{device}")
+        self.sync = background_pool(1, f"sync-{device}")
+        self.publish = background_pool(1, f"publish-{device}")
+
+    def shutdown(self) -> None:
+        """Finish what was handed over, then end the threads."""
+        for pool in (self.encode, self.sync, self.publish):
+            pool.shutdown(wait=True)
 
 
 def row_group_rows(channels: int) -> int:
@@ -87,6 +109,7 @@ class OpenSegment:
         row_cap: most rows the segment takes (``None``: no row bound).
         config: size bound, codec, compression level and fsync policy.
         rg_rows: rows per Parquet row group.
+        writers: the recorder's threads row groups and journal batches are handed to.
         disk: told before every write (default: lets every write through).
 
     Attributes:
@@ -108,6 +131,7 @@ class OpenSegment:
         row_cap: int | None,
         config: RecorderConfig,
         rg_rows: int,
+        writers: Writers,
         *,
         disk: Disk | None = None,
     ) -> None:
@@ -138,11 +162,10 @@ class OpenSegment:
         self._group: list[pa.RecordBatch] = []
         self._group_rows = 0
         self._writer: pq.ParquetWriter | None = None
-        # Parquet encoding (zstd, byte-stream split: native code that releases the GIL) and
-        # journal fsyncs run on the segment's writer thread, beside the recorder's reading
-        # and journaling; errors there surface at the next flush or close
+        # row groups and journal batches go to the writer threads, beside the recorder's
+        # reading; their errors surface at the next flush or at the seal
         self._written_lock = threading.Lock()
-        self._workers: dict[str, ThreadPoolExecutor] = {}
+        self._pools = {"encode": writers.encode, "sync": writers.sync}
         self._queued: dict[str, list[Future[None]]] = {"encode": [], "sync": []}
         # the journal appears atomically with its schema, so a journal always has one
         new = self.journal.with_name(self.journal.name + NEW_SUFFIX)
@@ -255,9 +278,9 @@ class OpenSegment:
             self.journaled_rows += rows
 
     def _queue(self, worker: str, fn: Callable[..., Any], *args: object) -> None:
-        """Run ``fn(*args)`` on the segment's ``worker`` thread (``"encode"``: Parquet row
-        groups; ``"sync"``: journal writes and fsyncs), after what was queued there before; with
-        :data:`MAX_QUEUED_WRITES` queued, wait for the oldest first.
+        """Run ``fn(*args)`` on the ``worker`` thread (``"encode"``: Parquet row groups;
+        ``"sync"``: journal writes and fsyncs), after what this segment queued there before;
+        with :data:`MAX_QUEUED_WRITES` queued, wait for the oldest first.
 
         Raises:
             OSError: a queued write failed (``failed`` is then set).
@@ -265,11 +288,7 @@ class OpenSegment:
         queue = self._queued[worker]
         while len(queue) >= MAX_QUEUED_WRITES:
             self._wait_oldest(queue)
-        pool = self._workers.get(worker)
-        if pool is None:
-            pool = background_pool(1, f"{worker}-{self.name[:20]}")
-            self._workers[worker] = pool
-        queue.append(pool.submit(fn, *args))
+        queue.append(self._pools[worker].submit(fn, *args))
 
     def _wait_oldest(self, queue: list[Future[None]]) -> None:
         future = queue.pop(0)
@@ -354,7 +373,6 @@ class OpenSegment:
         if self._group_rows:
             self._write_groups(final=True)
         self._drain()
-        self._stop_executor()
         try:
             footer = _footer_bytes(self._columns, self._meta_bytes, self._written_groups)
             self._disk.before_write(self.tmp, footer)
@@ -366,8 +384,8 @@ class OpenSegment:
 
     def publish(self) -> Path:
         """After :meth:`seal`: fsync the file, rename it to its final name, fsync the
-        directory, delete the journal. Only waits on the disk, so a recorder hands it to
-        another thread.
+        directory, delete the journal. Only waits on the disk, so a recorder hands it to its
+        ``publish`` thread.
 
         Returns:
             The segment's final path.
@@ -399,16 +417,10 @@ class OpenSegment:
             self.tmp.unlink(missing_ok=True)
         return self.rows - self.journaled_rows
 
-    def _stop_executor(self) -> None:
-        for pool in self._workers.values():
-            pool.shutdown(wait=True)
-        self._workers.clear()
-
     def abort(self) -> None:
         """Release file handles, leaving the journal for :func:`recover`."""
         with contextlib.suppress(BaseException):
             self._drain()
-        self._stop_executor()
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,12 +26,11 @@ from rigwatch.recordings.files import (
     TMP_SUFFIX,
     final_name_of,
     free_name,
-    fsync_dir,
-    fsync_path,
     journal_path,
     tmp_path,
+    write_batches_atomically,
 )
-from rigwatch.recordings.layout import META_FORMAT_VERSION, TIMESTAMP_COLUMN, open_parquet_writer
+from rigwatch.recordings.layout import META_FORMAT_VERSION, TIMESTAMP_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -129,32 +129,23 @@ def recover_journal(
         final = directory / free_name(directory, f"{stem}-recovered")
     tmp.unlink(missing_ok=True)  # the crashed writer's partial file has no footer
     rg_rows = row_group_rows(len(schema.names) - 1)
+
+    def row_groups() -> Iterator[pa.Table]:
+        group: list[pa.RecordBatch] = []
+        group_rows = 0
+        for batch in batches:
+            group.append(batch)
+            group_rows += batch.num_rows
+            if group_rows >= rg_rows:
+                yield pa.Table.from_batches(group, schema=schema)
+                group, group_rows = [], 0
+        if group:
+            yield pa.Table.from_batches(group, schema=schema)
+
     seam = disk if disk is not None else Disk()
-    try:
-        writer = open_parquet_writer(tmp, schema, codec, compression_level)
-        try:
-            group: list[pa.RecordBatch] = []
-            group_rows = 0
-            for batch in batches:
-                group.append(batch)
-                group_rows += batch.num_rows
-                if group_rows >= rg_rows:
-                    table = pa.Table.from_batches(group, schema=schema)
-                    seam.before_write(tmp, table.nbytes)
-                    writer.write_table(table)
-                    group, group_rows = [], 0
-            if group:
-                table = pa.Table.from_batches(group, schema=schema)
-                seam.before_write(tmp, table.nbytes)
-                writer.write_table(table)
-        finally:
-            writer.close()
-        fsync_path(tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, final)
-    fsync_dir(directory)
+    write_batches_atomically(
+        row_groups(), schema, final, codec, compression_level, before_write=seam.before_write
+    )
     journal.unlink()
     counters.inc("recorder.recovered_segments", message=final.name)
     log.warning("recovered %d rows of an interrupted segment into %s", rows, final)

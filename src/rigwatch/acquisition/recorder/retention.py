@@ -29,6 +29,7 @@ from typing import Literal
 from rigwatch.acquisition.recorder.disk import Disk
 from rigwatch.config.station import RetentionConfig
 from rigwatch.counters import Counters
+from rigwatch.errors import DiskFull
 from rigwatch.recordings.files import is_recording_name
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,27 @@ class Retention:
             total_bytes=usage.total_bytes,
             min_free_bytes=min_free_floor(self.config, usage.total_bytes),
         )
+
+    def require_room(self, what: str) -> None:
+        """Refuse to write when free space is below the floor; a file system that cannot be
+        queried is no reason to refuse (the writes will tell).
+
+        Args:
+            what: names what would have been written, for the message.
+
+        Raises:
+            DiskFull: free space is below ``min_free_bytes``.
+        """
+        try:
+            space = self.space()
+        except OSError as exc:
+            log.debug("cannot query free space of %s: %s", self.directory, exc)
+            return
+        if space.below_floor:
+            raise DiskFull(
+                f"no {what}: {self.directory} has {space.free_bytes} bytes free, below "
+                f"min_free_bytes {space.min_free_bytes}"
+            )
 
     def recordings(self) -> list[RecordingFile]:
         """The recordings retention applies to, oldest first; ``[]`` for a missing directory."""

@@ -26,7 +26,7 @@ import logging
 import math
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ import numpy as np
 
 from rigwatch.acquisition.engine import DeviceStream
 from rigwatch.acquisition.recorder.disk import Disk, is_disk_full
-from rigwatch.acquisition.recorder.open_segment import OpenSegment, file_size
+from rigwatch.acquisition.recorder.open_segment import OpenSegment, Writers, file_size
 from rigwatch.acquisition.recorder.open_segment import row_group_rows as default_row_group_rows
 from rigwatch.acquisition.recorder.recovery import recover_journal
 from rigwatch.acquisition.recorder.retention import Retention
@@ -44,7 +44,7 @@ from rigwatch.counters import Counters
 from rigwatch.errors import DiskFull, RecorderError
 from rigwatch.recordings.files import free_name
 from rigwatch.recordings.layout import recording_schema, writer_options
-from rigwatch.threads import background_pool, lower_thread_priority
+from rigwatch.threads import lower_thread_priority
 from rigwatch.timefmt import file_stamp
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class SegmentRecorder:
         self._flush_requests: list[_FlushRequest] = []
         self._closed = False  # thread ended: no more flush requests served
         self._seg: OpenSegment | None = None
-        self._publisher: ThreadPoolExecutor | None = None
+        self._writers: Writers | None = None  # from start() to the thread's end
         self._publishing: list[Future[None]] = []
         self._seg_deadline: float | None = None  # time.monotonic() to close the open segment
         self._pending_since: float | None = None
@@ -221,6 +221,7 @@ class SegmentRecorder:
             raise RecorderError(f"cannot create {self._dir}: {exc}") from exc
         with self._lock:
             self._state = "recording"
+        self._writers = Writers(self._device)
         self._stream.add_listener(self._on_advance)
         self._thread = threading.Thread(
             target=self._run, name=f"recorder-{self._device}", daemon=True
@@ -405,7 +406,7 @@ class SegmentRecorder:
                     self._stop_requested.wait(_ERROR_BACKOFF_S)  # then retry
                     self._wake.set()
         finally:
-            self._wait_published()
+            self._end_writers()
             with self._lock:
                 self._closed = True
                 self._state = final_state
@@ -527,6 +528,7 @@ class SegmentRecorder:
             self._duration_rows,
             self._config,
             self._rg_rows,
+            self._live_writers(),
             disk=self._disk,
         )
         # wall-clock end: from the first row's acquisition when its timestamp is plausible
@@ -563,11 +565,9 @@ class SegmentRecorder:
             self._open_bytes = 0
         self._pending_since = None
         self._seg_deadline = None
-        # fsyncs, rename and journal removal only wait on the disk: the publisher thread does
+        # fsyncs, rename and journal removal only wait on the disk: the publish thread does
         # them, in order, while this thread goes on reading the ring buffer
-        if self._publisher is None:
-            self._publisher = background_pool(1, f"publish-{self._device}")
-        self._publishing.append(self._publisher.submit(self._publish, seg))
+        self._publishing.append(self._live_writers().publish.submit(self._publish, seg))
         while len(self._publishing) > 2:  # never more than two segments behind
             self._publishing.pop(0).result()
         self._publishing = [f for f in self._publishing if not f.done()]
@@ -586,37 +586,54 @@ class SegmentRecorder:
             with self._lock:
                 self._last_error = msg
             return
-        size = file_size(path)
-        with self._lock:
-            self._segments.append(path)
-            self._closed_bytes += size
+        size = self._add_segment(path)
         log.info(
             "%s: closed segment %s (%d rows, %d bytes)", self._device, path.name, seg.rows, size
         )
         self._retention.enforce(keep=[path])
 
-    def _wait_published(self) -> None:
-        """Wait until every sealed segment is visible (or its failure counted)."""
+    def _add_segment(self, path: Path) -> int:
+        """Count a segment made visible; returns its size in bytes."""
+        size = file_size(path)
+        with self._lock:
+            self._segments.append(path)
+            self._closed_bytes += size
+        return size
+
+    def _salvage(self, journal: Path) -> None:
+        """Turn a journal into its segment now (see
+        :func:`~rigwatch.acquisition.recorder.recovery.recover_journal`).
+
+        Raises:
+            Exception: what :func:`recover_journal` raises (the journal then stays).
+        """
+        salvaged = recover_journal(
+            journal,
+            self._counters,
+            self._config.codec,
+            self._config.compression_level,
+            disk=self._disk,
+        )
+        if salvaged is not None:
+            self._add_segment(salvaged)
+
+    def _live_writers(self) -> Writers:
+        assert self._writers is not None, "the recorder is not started"
+        return self._writers
+
+    def _end_writers(self) -> None:
+        """Wait until every sealed segment is visible (or its failure counted), then end the
+        writer threads."""
         for future in self._publishing:
             future.result()
         self._publishing.clear()
-        if self._publisher is not None:
-            self._publisher.shutdown(wait=True)
-            self._publisher = None
+        if self._writers is not None:
+            self._writers.shutdown()
+            self._writers = None
 
     def _check_space(self) -> None:
-        """Raise :class:`DiskFull` when the recordings' free space is below the floor (an
-        unanswerable query is no reason to stop: the writes will tell)."""
-        try:
-            space = self._retention.space()
-        except OSError as exc:
-            log.debug("%s: cannot query free space of %s: %s", self._device, self._dir, exc)
-            return
-        if space.below_floor:
-            raise DiskFull(
-                f"{space.free_bytes} bytes free in {self._dir}, below min_free_bytes "
-                f"{space.min_free_bytes}"
-            )
+        """Raise :class:`DiskFull` when the recordings' free space is below the floor."""
+        self._retention.require_room(f"recording of {self._device}")
 
     def _enter_disk_full(self, exc: BaseException) -> None:
         """Stop recording: close (or abandon, keeping its journal) the open segment, set state
@@ -690,13 +707,7 @@ class SegmentRecorder:
         while self._abandoned:
             journal = self._abandoned[0]
             try:
-                salvaged = recover_journal(
-                    journal,
-                    self._counters,
-                    self._config.codec,
-                    self._config.compression_level,
-                    disk=self._disk,
-                )
+                self._salvage(journal)
             except Exception as exc:
                 if is_disk_full(exc):
                     log.info("%s: no room yet to recover %s", self._device, journal.name)
@@ -708,10 +719,6 @@ class SegmentRecorder:
                 self._abandoned.pop(0)  # left for recover() at the next start
                 continue
             self._abandoned.pop(0)
-            if salvaged is not None:
-                with self._lock:
-                    self._segments.append(salvaged)
-                    self._closed_bytes += file_size(salvaged)
         self._disk_full = False
         self._retry_at = None
         with self._lock:
@@ -731,17 +738,7 @@ class SegmentRecorder:
             if lost:
                 self._count_lost(lost, msg)
             try:  # salvage what was journaled; else the journal waits for recover()
-                salvaged = recover_journal(
-                    seg.journal,
-                    self._counters,
-                    self._config.codec,
-                    self._config.compression_level,
-                    disk=self._disk,
-                )
-                if salvaged is not None:
-                    with self._lock:
-                        self._segments.append(salvaged)
-                        self._closed_bytes += file_size(salvaged)
+                self._salvage(seg.journal)
             except Exception:
                 log.exception("%s: cannot salvage %s now", self._device, seg.journal)
         self._pending_since = None

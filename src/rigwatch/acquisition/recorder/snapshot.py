@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from rigwatch.acquisition.engine import DeviceStream
+from rigwatch.acquisition.recorder.disk import is_disk_full
 from rigwatch.acquisition.recorder.open_segment import row_group_rows
 from rigwatch.counters import Counters
 from rigwatch.errors import DiskFull, RecorderError
@@ -91,6 +91,6 @@ def save_buffer_snapshot(
         write_batches_atomically(batches(), schema, path, codec, compression_level, fsync=fsync)
         return path
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_disk_full(exc):
             raise DiskFull(f"cannot write buffer snapshot of {stream.name}: {exc}") from exc
         raise RecorderError(f"cannot write buffer snapshot of {stream.name}: {exc}") from exc
