@@ -48,3 +48,132 @@ class StationError(RigwatchError):
 
 class ModeRefused(StationError):
     """A mode change that is not allowed; the message says why and what is allowed."""
+
+
+class AcousticsError(RigwatchError):
+    """The acoustic camera was given input it cannot process (geometry, grid, band, signal)."""
+
+
+class GeometryError(AcousticsError):
+    """A microphone geometry or focus grid is unreadable or inconsistent.
+
+    Examples: a file without microphone positions, a geometry whose microphone count does not
+    match the channel count of the data, grid points behind or on the array plane.
+    """
+
+
+class BandError(AcousticsError):
+    """A frequency band cannot be evaluated: above Nyquist, narrower than one FFT bin, empty."""
+
+
+class SignalError(AcousticsError):
+    """Microphone data holds NaN/inf samples, clipped channels, or has the wrong shape."""
+
+
+class DeadMicrophoneError(SignalError):
+    """A microphone channel is dead (flat or far below the others); it names the channels."""
+
+    def __init__(self, message: str, channels: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.channels = channels
+
+
+class PipelineError(RigwatchError):
+    """The pipeline could not do what was asked: its manifest, a stage, an analysis or a
+    backup."""
+
+
+class AnalysisError(PipelineError):
+    """An analysis plugin was given input it cannot analyse; the message names what and why."""
+
+
+class ImageError(AnalysisError):
+    """An image is missing, corrupt, truncated, of an unsupported mode, or of the wrong size."""
+
+
+class RoiManifestError(AnalysisError):
+    """An ROI manifest is unreadable, malformed, or its ROIs do not fit the image."""
+
+
+class CalibrationError(AnalysisError):
+    """Gratings could not be located: bad feature locations, unknown chip type, bad chip map."""
+
+
+class AgentError(RigwatchError):
+    """The agent could not keep, read or send a message (its outbox, a sensor plugin, a
+    transport)."""
+
+
+class OutboxError(AgentError):
+    """The agent's local outbox cannot be opened or written, or a message does not fit in it."""
+
+
+class ManifestError(PipelineError):
+    """The pipeline's manifest cannot be opened, migrated or queried, or a request to it is
+    invalid (unknown stage, unknown artifact...). The message names the database and reason."""
+
+
+class ManifestLocationError(ManifestError):
+    """A SQLite manifest was asked for on a network file system (NFS, SMB/CIFS, SSHFS...):
+    SQLite's WAL needs one host's shared memory and locks, so the manifest must be local."""
+
+
+class DuplicateArtifact(ManifestError):
+    """An artifact with the same path is already in the manifest."""
+
+
+class LeaseLost(PipelineError):
+    """A worker reported on an item whose lease it no longer holds (the lease expired and
+    another worker claimed the item, or the item was released): the report is refused."""
+
+
+class BackupError(PipelineError):
+    """An online backup of the manifest could not be made or verified."""
+
+
+class WireError(ProtocolError):
+    """A wire message (a machine's status, a batch) failed validation.
+
+    Attributes:
+        problems: one ``{"field", "message", "type"}`` per bad field; ``field`` is a dotted
+            path (``sensor_data.temperature``, ``messages[2].timestamp``).
+    """
+
+    def __init__(self, message: str, problems: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[dict[str, str]] = list(problems or [])
+
+
+class FleetError(RigwatchError):
+    """The fleet server refused a request or could not carry it out."""
+
+
+class RulesError(FleetError):
+    """A rule set is invalid (a threshold on the wrong side, a duplicate rule id)."""
+
+
+class AlertError(FleetError):
+    """An alert action that is not allowed (acknowledging a cleared alert, an unknown id)."""
+
+
+class NotifyError(FleetError):
+    """A notification (webhook, e-mail) could not be delivered."""
+
+
+class ControlError(RigwatchError):
+    """The control part (actuators, scenarios, runner, redlines, interlocks) failed or refused."""
+
+
+class CommandRefused(ControlError):
+    """A command was refused before anything moved (unknown actuator, value out of range,
+    an interlock, no control authority); the message says which rule and why."""
+
+
+class TransitionRefused(ControlError):
+    """A scenario runner transition that its table does not allow; the message names the
+    current state, the request and the transitions allowed from there."""
+
+
+class ActuatorFault(ControlError):
+    """An actuator did not acknowledge a command (``NACK``, no reply within the timeout after
+    its retries, connection lost); the message names the device and the command."""

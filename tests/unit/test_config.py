@@ -11,11 +11,30 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "configs").glob("*.toml"))
 
 
+def _load_fleet_rules(path: Path) -> object:
+    from rigwatch.fleet.rules import load_rules
+
+    rules = load_rules(path)
+    assert rules.rules
+    return rules
+
+
+OTHER_PARTS = {"fleet_rules.toml": _load_fleet_rules}
+"""Example configs of the other parts (fleet, agent, pipeline) and the loader of each: every
+file in configs/ is either a station config or listed here."""
+STATION_EXAMPLES = [p for p in EXAMPLES if p.name not in OTHER_PARTS]
+
+
 def test_there_are_example_configs():
     assert {p.name for p in EXAMPLES} >= {"demo.toml", "ball_mill.toml", "rocket_stand.toml"}
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("name", sorted(OTHER_PARTS))
+def test_every_other_part_example_loads(name: str):
+    OTHER_PARTS[name](ROOT / "configs" / name)
+
+
+@pytest.mark.parametrize("path", STATION_EXAMPLES, ids=lambda p: p.name)
 def test_every_example_config_loads(path: Path):
     cfg = load_config(path)
     assert isinstance(cfg, StationConfig)
