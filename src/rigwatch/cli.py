@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
+from rigwatch.agent.cli import app as agent_app
 from rigwatch.errors import RigwatchError
 
 app = typer.Typer(no_args_is_help=True, help="rigwatch: monitor and control instrumented machines.")
@@ -23,6 +24,7 @@ recordings_app = typer.Typer(no_args_is_help=True, help="List and export recorde
 app.add_typer(station_app, name="station")
 app.add_typer(config_app, name="config")
 app.add_typer(recordings_app, name="recordings")
+app.add_typer(agent_app, name="agent")
 
 console = Console()
 err_console = Console(stderr=True)

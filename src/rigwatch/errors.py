@@ -160,6 +160,21 @@ class NotifyError(FleetError):
     """A notification (webhook, e-mail) could not be delivered."""
 
 
+class FleetStoreError(FleetError):
+    """The fleet's database refused or failed an operation (an unknown machine, a duplicate id,
+    a failed migration); the message names the object and the reason."""
+
+
+class FleetAuthError(FleetError):
+    """A request's credentials were refused (unknown, revoked or wrong key; bad password or
+    token)."""
+
+
+class FleetForbidden(FleetAuthError):
+    """Valid credentials that do not allow the action (a role too low, a machine's key used for
+    another machine)."""
+
+
 class ControlError(RigwatchError):
     """The control part (actuators, scenarios, runner, redlines, interlocks) failed or refused."""
 
@@ -177,3 +192,30 @@ class TransitionRefused(ControlError):
 class ActuatorFault(ControlError):
     """An actuator did not acknowledge a command (``NACK``, no reply within the timeout after
     its retries, connection lost); the message names the device and the command."""
+
+
+class StageError(PipelineError):
+    """A pipeline stage cannot go on with an item or at all (its source, its destination)."""
+
+
+class StageWaiting(StageError):
+    """A stage must wait for something outside it (a share that is away, a full disk); the
+    message says what. The stage gives its items back and retries later; nothing failed."""
+
+
+class CameraError(StageError):
+    """A camera could not be opened or did not deliver a frame; the message names it."""
+
+
+class SensorError(StageError):
+    """A sensor (a DS18B20 on the one-wire bus) could not be read: missing, bad CRC after its
+    retries, or a reading out of range."""
+
+
+class DeliveryError(StageError):
+    """A reporter handler could not deliver a result (server away, refused write)."""
+
+
+class BadItem(StageError):
+    """An artifact no retry will fix (a corrupt image, a missing file, a checksum that does not
+    match): its stage ends ``failed`` with this message at once."""

@@ -19,7 +19,13 @@ def _load_fleet_rules(path: Path) -> object:
     return rules
 
 
-OTHER_PARTS = {"fleet_rules.toml": _load_fleet_rules}
+def _load_agent(path: Path) -> object:
+    from rigwatch.agent.config import load_agent_config
+
+    return load_agent_config(path)
+
+
+OTHER_PARTS = {"fleet_rules.toml": _load_fleet_rules, "agent.toml": _load_agent}
 """Example configs of the other parts (fleet, agent, pipeline) and the loader of each: every
 file in configs/ is either a station config or listed here."""
 STATION_EXAMPLES = [p for p in EXAMPLES if p.name not in OTHER_PARTS]
