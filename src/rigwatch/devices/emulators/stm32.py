@@ -4,8 +4,20 @@ It speaks the protocol the real board speaks (facts from the firmware the stand 
 
 - sensor lines ``P1: v | ... | P8: v | T1: v | ... | T6: v | Tbogaz1: v | THRUST: v | ISP: v |
   Tbogaz2: v | D1: v | D2: v | IMPULSE: v | VELOCITY: v`` terminated by ``\\n`` (or ``\\r\\n``);
-- ``Valves:<9 bits>`` commands answered ``ACK: Valves:<bits>``; any other command answered
-  ``NACK: unknown command <cmd>``.
+- ``Valves:<9 bits>`` commands (the valve bank, outputs in the order of
+  :data:`~rigwatch.devices.stm32.codec.VALVE_BITS`) answered ``ACK: Valves:<bits>``;
+- scenario words (``o2cleaning`` ... ``emergency``) answered ``ACK: <word>``, after which the
+  board runs the sequence behind the word (:data:`FIRMWARE_SEQUENCES`: the real firmware's
+  sequences were never written down, these are the emulator's); a new word or valve command
+  cancels a running sequence;
+- any other command answered ``NACK: unknown command <cmd>``.
+
+With ``physics=True`` (the default) the pressures ``P1`` (oxidiser line), ``P2`` (fuel line),
+``P3``-``P5`` (chamber, three transducers) and ``THRUST`` follow the valves through a
+first-order-lag model of the stand (:mod:`rigwatch.devices.emulators.stand_plant`), advanced by
+``1 / rate_hz`` per streamed line;
+the other keys carry synthetic signals. Setting :attr:`Stm32Emulator.silent` makes the board
+stop answering (commands are logged, neither executed nor acknowledged), as a hung board does.
 
 The slave side (``start()`` returns its path, e.g. ``/dev/pts/7``) is opened by the driver
 exactly like the board's ``/dev/ttyACM0``. The pty is in raw mode, so no byte is translated and
@@ -32,6 +44,9 @@ import time
 import tty
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from rigwatch.devices.emulators.stand_plant import StandPlant
+from rigwatch.devices.stm32.codec import SCENARIO_WORDS, VALVE_BITS
+
 log = logging.getLogger(__name__)
 
 FIRMWARE_KEYS: tuple[str, ...] = (
@@ -52,6 +67,48 @@ VALVE_COMMAND_RE = re.compile(r"Valves:[01]{9}")
 """A valid valve command: ``Valves:`` then one bit per valve (9 valves)."""
 
 RowValues = Mapping[str, float | str] | Sequence[float | str]
+
+
+def bits_of(*names: str) -> str:
+    """The 9-bit valve word with the outputs ``names`` energised, the others off."""
+    unknown = set(names) - set(VALVE_BITS)
+    if unknown:
+        raise ValueError(f"unknown outputs {sorted(unknown)}; outputs: {', '.join(VALVE_BITS)}")
+    return "".join("1" if v in names else "0" for v in VALVE_BITS)
+
+
+SAFE_BITS = bits_of("RELIEF1", "RELIEF2", "PURGE1", "PURGE2")
+"""What the emulated board's ``emergency`` sequence ends in: propellants and ignition off,
+vents and purges open."""
+
+FIRMWARE_SEQUENCES: dict[str, tuple[tuple[float, str], ...]] = {
+    "o2cleaning": (
+        (0.0, bits_of("GOX1", "GOX2")),
+        (2.0, bits_of()),
+    ),
+    "fuelcleaning": (
+        (0.0, bits_of("FUEL1", "FUEL2")),
+        (2.0, bits_of()),
+    ),
+    "preburning": (
+        (0.0, bits_of("PURGE1", "PURGE2", "GOX2", "FUEL2")),
+        (1.0, bits_of()),
+    ),
+    "burningstart": (
+        (0.0, bits_of("GOX1", "GOX2")),
+        (0.3, bits_of("GOX1", "GOX2", "IGNITION")),
+        (0.2, bits_of("GOX1", "GOX2", "FUEL1", "FUEL2", "IGNITION")),
+        (0.5, bits_of("GOX1", "GOX2", "FUEL1", "FUEL2")),
+    ),
+    "burning": ((0.0, bits_of("GOX1", "GOX2", "FUEL1", "FUEL2")),),
+    "emergency": (
+        (0.0, bits_of("RELIEF1", "RELIEF2")),
+        (0.0, SAFE_BITS),
+    ),
+}
+"""The emulated firmware's sequence for each scenario word: ``(delay before this step in
+seconds, 9-bit valve word)``. Invented for the emulator (the board's were never written down);
+rigwatch's own scenarios (``configs/scenarios``) do not rely on them."""
 
 
 def _signal(key: str, k: int, t: float) -> float:
@@ -88,10 +145,16 @@ class Stm32Emulator:
         decimals: decimals of streamed values (``%.3f`` like the firmware's ``printf``).
         streaming: start streaming in :meth:`start`; when False, call :meth:`start_stream`.
         on_command: called (from the emulator's reader thread) with each command received.
+        physics: ``P1``-``P5`` and ``THRUST`` follow the valves (see the module docstring).
 
     Attributes:
         commands: every command line received (without ``\\n``), in order.
-        valves: the last valve bits acknowledged (``"000000000"`` at power-up).
+        valves: the valve bits applied now (``"000000000"`` at power-up).
+        valve_log: every valve word applied, in order (commands and sequence steps).
+        silent: when True the board stops answering (a hung board).
+        refusing: when set, valve commands are answered ``NACK: <refusing>`` and not applied
+            (a board refusing, e.g. in its own safe mode).
+        plant: the physical model behind ``P1``-``P5`` and ``THRUST``.
         lines_sent: sensor lines written so far (streamed and emitted).
     """
 
@@ -104,6 +167,7 @@ class Stm32Emulator:
         decimals: int = 3,
         streaming: bool = True,
         on_command: Callable[[str], None] | None = None,
+        physics: bool = True,
     ) -> None:
         if rate_hz < 0 or not math.isfinite(rate_hz):
             raise ValueError(f"rate_hz must be >= 0, got {rate_hz}")
@@ -118,7 +182,15 @@ class Stm32Emulator:
         self.streaming = streaming
         self.on_command = on_command
         self.commands: queue.Queue[str] = queue.Queue()
-        self.valves = "0" * 9
+        self.valves = "0" * len(VALVE_BITS)
+        self.valve_log: list[str] = []
+        self.silent = False
+        self.refusing: str | None = None
+        self.physics = physics
+        self.plant = StandPlant()
+        self._plant_lock = threading.Lock()
+        self._sequence_cancel = threading.Event()
+        self._sequence_thread: threading.Thread | None = None
         self.lines_sent = 0
         self.path: str | None = None
         self._master: int | None = None
@@ -179,6 +251,7 @@ class Stm32Emulator:
         """Stop the threads and close the pty; a program holding the slave then sees the port
         vanish (read errors). Safe to call twice."""
         self._closing.set()
+        self._sequence_cancel.set()
         self.stop_stream()
         if self._reader_thread is not None:
             self._reader_thread.join(2.0)
@@ -203,10 +276,26 @@ class Stm32Emulator:
         """Values of the ``n``-th streamed line, as the driver will parse them (rounded to
         ``decimals``): ``{key: value}`` in line order."""
         t = n / (self.rate_hz if self.rate_hz > 0 else 100.0)
-        return {
-            key: float(f"{_signal(key, k, t):.{self.decimals}f}")
-            for k, key in enumerate(self.channels)
-        }
+        physical: dict[str, float] = {}
+        if self.physics:
+            with self._plant_lock:
+                physical = self.plant.outputs()
+        out = {}
+        for k, key in enumerate(self.channels):
+            if key in physical:  # the plant's value with a 0.5 % ripple (flow noise)
+                x = physical[key]
+                value = x * (1.0 + 0.005 * math.sin(2.0 * math.pi * 7.3 * t + k))
+            else:
+                value = _signal(key, k, t)
+            out[key] = float(f"{value:.{self.decimals}f}")
+        return out
+
+    def advance_plant(self, dt_s: float) -> dict[str, float]:
+        """Move the physical model ``dt_s`` seconds forward (the stream does it per line);
+        returns the plant's outputs (``P1``-``P5``, ``THRUST``)."""
+        with self._plant_lock:
+            self.plant.advance(dt_s)
+            return self.plant.outputs()
 
     def format_line(self, values: RowValues, decimals: int | None = None) -> bytes:
         """One sensor line ``KEY: VALUE | ...`` plus the line ending, as bytes.
@@ -269,6 +358,8 @@ class Stm32Emulator:
             delay = next_t - time.monotonic()
             if delay > 0 and self._stream_stop.wait(delay):
                 return
+            if self.physics:
+                self.advance_plant(period)
             try:
                 self._write_all(
                     self.format_line(self.sample(self._stream_index), decimals=self.decimals)
@@ -306,19 +397,66 @@ class Stm32Emulator:
                 if cmd:
                     self._answer(cmd)
 
+    def _apply_valves(self, bits: str) -> None:
+        with self._plant_lock:
+            self.valves = bits
+            self.valve_log.append(bits)
+            self.plant.set_valves(
+                {name: b == "1" for name, b in zip(VALVE_BITS, bits, strict=True)}
+            )
+
+    def _run_sequence(self, word: str, cancel: threading.Event) -> None:
+        for delay_s, bits in FIRMWARE_SEQUENCES[word]:
+            if delay_s > 0 and cancel.wait(delay_s):
+                return
+            if cancel.is_set():
+                return
+            self._apply_valves(bits)
+        log.info("emulated firmware finished %s", word)
+
+    def _start_sequence(self, word: str) -> None:
+        self._sequence_cancel.set()  # a new word cancels the running sequence
+        if (
+            self._sequence_thread is not None
+            and self._sequence_thread is not threading.current_thread()
+        ):
+            self._sequence_thread.join(2.0)
+        cancel = threading.Event()
+        self._sequence_cancel = cancel
+        self._sequence_thread = threading.Thread(
+            target=self._run_sequence,
+            args=(word, cancel),
+            name=f"stm32-emulator-{word}",
+            daemon=True,
+        )
+        self._sequence_thread.start()
+
     def _answer(self, cmd: str) -> None:
         self.commands.put(cmd)
         if self.on_command is not None:
             self.on_command(cmd)
-        if VALVE_COMMAND_RE.fullmatch(cmd):
-            self.valves = cmd.split(":", 1)[1]
+        if self.silent:
+            log.debug("emulator is silent: %r neither executed nor answered", cmd)
+            return
+        start_word = None
+        if VALVE_COMMAND_RE.fullmatch(cmd) and self.refusing is not None:
+            reply = f"NACK: {self.refusing}"
+        elif VALVE_COMMAND_RE.fullmatch(cmd):
+            self._sequence_cancel.set()  # a direct command overrides a running sequence
+            self._apply_valves(cmd.split(":", 1)[1])
             reply = f"ACK: {cmd}"
+        elif cmd in SCENARIO_WORDS:
+            reply = f"ACK: {cmd}"
+            start_word = cmd
         else:
             reply = f"NACK: unknown command {cmd}"
         try:
             self._write_all((reply + self.line_ending).encode("utf-8"))
         except (RuntimeError, OSError):
             log.debug("emulator stopped before answering %r", cmd)
+            return
+        if start_word is not None:  # acknowledged first, then run, as the firmware does
+            self._start_sequence(start_word)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

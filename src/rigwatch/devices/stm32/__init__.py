@@ -14,9 +14,11 @@ from rigwatch.devices.stm32.device import (
     Stm32Device,
     Stm32DeviceConfig,
 )
+from rigwatch.devices.stm32.link import CommandLink, reply_answers
 
 __all__ = [
     "MAX_LINE_BYTES",
+    "CommandLink",
     "LineAssembler",
     "MalformedField",
     "ParsedLine",
@@ -26,4 +28,5 @@ __all__ = [
     "Stm32Device",
     "Stm32DeviceConfig",
     "parse_sensor_line",
+    "reply_answers",
 ]

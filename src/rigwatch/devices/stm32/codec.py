@@ -33,6 +33,47 @@ MESSAGE_TEXT_CHARS = 80
 
 REPLY_PREFIXES = ("ACK:", "NACK:")
 
+VALVE_BITS: tuple[str, ...] = (
+    "RELIEF1",
+    "GOX1",
+    "PURGE1",
+    "PURGE2",
+    "FUEL1",
+    "RELIEF2",
+    "GOX2",
+    "FUEL2",
+    "IGNITION",
+)
+"""The outputs of the valve command ``Valves:<9 bits>``, first bit first (bit 1 energises the
+output). The order is the firmware's."""
+
+SCENARIO_WORDS: tuple[str, ...] = (
+    "o2cleaning",
+    "fuelcleaning",
+    "preburning",
+    "burningstart",
+    "burning",
+    "emergency",
+)
+"""The scenario words the firmware accepts as bare command lines; each is acknowledged
+``ACK: <word>`` before the board runs the sequence behind it."""
+
+
+def valve_command(bits: Sequence[bool] | str) -> str:
+    """The command line (without ``\n``) setting the 9 outputs of :data:`VALVE_BITS`.
+
+    Args:
+        bits: 9 booleans or a string of 9 ``0``/``1``, in :data:`VALVE_BITS` order.
+
+    Raises:
+        ValueError: not exactly 9 bits (a short list is refused, never padded).
+    """
+    text = bits if isinstance(bits, str) else "".join("1" if b else "0" for b in bits)
+    if len(text) != len(VALVE_BITS) or set(text) - {"0", "1"}:
+        raise ValueError(f"a valve command needs {len(VALVE_BITS)} bits 0/1, got {text!r}")
+    return f"Valves:{text}"
+
+
 LineKind = Literal["sensor", "reply", "malformed", "oversized", "empty"]
 
 _NUMBER_RE = re.compile(

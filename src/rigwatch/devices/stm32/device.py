@@ -34,6 +34,7 @@ from rigwatch.devices.stm32.codec import (
     excerpt,
     why_malformed,
 )
+from rigwatch.devices.stm32.link import reply_answers
 from rigwatch.errors import DeviceError, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Stm32Device:
     - ``oversized_line``: a line longer than :data:`MAX_LINE_BYTES` bytes, dropped;
     - ``overflow``: rows dropped because :meth:`read_block` was not called for too long;
     - ``reconnect``: the port was reopened after an error.
+    - ``late_reply``: an ``ACK`` that does not echo the command in flight (:meth:`transact`).
 
     Args:
         config: the device's configuration; ``channels`` names the keys to extract, in column
@@ -116,6 +118,7 @@ class Stm32Device:
         self._replies: queue.Queue[Reply] = queue.Queue(maxsize=256)
         self._state_lock = threading.Lock()  # start/stop/reopen
         self._write_lock = threading.Lock()
+        self._transact_lock = threading.Lock()  # one command in flight (transact)
         self._port: Any = None
         self._reader: threading.Thread | None = None
         self._stop_reader = threading.Event()
@@ -250,6 +253,46 @@ class Stm32Device:
                 out.append(self._replies.get_nowait())
             except queue.Empty:
                 return out
+
+    def transact(self, command: str, timeout_s: float) -> Reply | None:
+        """Send ``command`` and return its reply: the port-sharing seam used by controllers
+        (:class:`~rigwatch.devices.stm32.link.CommandLink`).
+
+        Serialised with every other :meth:`transact` (one command in flight); replies waiting
+        before the command are discarded, and an ``ACK`` echoing another command is skipped
+        as a late reply (:func:`~rigwatch.devices.stm32.link.reply_answers`). Sensor lines keep
+        flowing to :meth:`read_block` meanwhile.
+
+        Returns:
+            The reply, or ``None`` when none came within ``timeout_s`` seconds.
+
+        Raises:
+            ProtocolError: ``command`` is not one ASCII line.
+            DeviceError: the port is not open or the write failed.
+        """
+        with self._transact_lock:
+            stale = self.clear_replies()
+            if stale:
+                log.debug("%s: discarded %d stale replies", self.config.name, len(stale))
+            self.send_command(command)
+            deadline = time.monotonic() + timeout_s
+            while True:
+                reply = self.wait_reply(deadline - time.monotonic())
+                if reply is None:
+                    return None
+                if reply_answers(command, reply):
+                    return reply
+                self._count("late_reply", f"reply {excerpt(reply.line)} does not answer {command}")
+
+    @property
+    def link_name(self) -> str:
+        """``"<device> on <port>"``, for messages."""
+        return f"{self.config.name} on {self.config.port}"
+
+    @property
+    def is_open(self) -> bool:
+        """True while the port is open (between start and stop, except after a failure)."""
+        return self._port is not None
 
     @property
     def bytes_received(self) -> int:

@@ -1,0 +1,269 @@
+"""Siemens S7 bits and words through python-snap7 (ISO-on-TCP).
+
+Addresses are STEP 7 absolute addresses (``M0.0``, ``Q0.1``, ``DB1.DBX0.0``, ``MW2``,
+``DB1.DBD4``...: :data:`~rigwatch.config.control.S7_ADDRESS_RE`). A bit is written as one bit
+(``WordLen.Bit``: the CPU changes only that bit) or, with ``bit_write = "read_modify_write"``,
+by reading its byte and writing it back; words are big-endian as in the CPU (a byte is
+unsigned, a word an INT, a double word a DINT). Every write is read back: the read-back is the
+acknowledgement. A failed write is retried once after reconnecting; then the point is
+``unknown``. Inputs (``I``/``E``) are refused by the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rigwatch.config.control import S7_ADDRESS_RE, S7Config, S7PointConfig
+from rigwatch.control.actuators import (
+    ActuatorReading,
+    ActuatorSpec,
+    StateTable,
+    Status,
+    TransactionWorker,
+    Value,
+)
+from rigwatch.control.backends.specs import s7_spec
+from rigwatch.errors import ActuatorFault, ConfigError, DeviceError
+
+log = logging.getLogger(__name__)
+
+_SIZES = {
+    "B": (1, ">B", 0, 255),
+    "W": (2, ">h", -32768, 32767),
+    "D": (4, ">i", -(2**31), 2**31 - 1),
+}
+
+
+@dataclass(frozen=True)
+class S7Address:
+    """A parsed absolute address.
+
+    Attributes:
+        area: ``"M"``, ``"Q"``, ``"I"`` or ``"DB"``.
+        db: data block number (0 outside DBs).
+        byte: byte offset.
+        bit: bit 0-7 for a bit address, else None.
+        size: bytes of a byte/word/double word (1, 2, 4); 0 for a bit.
+    """
+
+    area: str
+    db: int
+    byte: int
+    bit: int | None
+    size: int
+
+    @property
+    def text(self) -> str:
+        """The address in STEP 7 notation."""
+        head = f"DB{self.db}.DB" if self.area == "DB" else self.area
+        if self.bit is not None:
+            return f"{head}{'X' if self.area == 'DB' else ''}{self.byte}.{self.bit}"
+        return f"{head}{'BWD'[(1, 2, 4).index(self.size)]}{self.byte}"
+
+
+def parse_address(text: str) -> S7Address:
+    """Parse ``M0.0``, ``Q1.7``, ``DB1.DBX0.0``, ``MW2``, ``DB3.DBD8`` ...; German ``E``/``A``
+    are read as ``I``/``Q``.
+
+    Raises:
+        ConfigError: not an S7 absolute address.
+    """
+    m = S7_ADDRESS_RE.match(text.strip().upper())
+    if m is None:
+        raise ConfigError(f"{text!r} is not an S7 address (M0.0, MW2, Q0.1, DB1.DBX0.0...)")
+    if m["db"] is not None:
+        db = int(m["db"])
+        if m["db_bit"] is not None:
+            return S7Address("DB", db, int(m["db_bit_byte"]), int(m["db_bit"]), 0)
+        return S7Address("DB", db, int(m["db_byte"]), None, _SIZES[m["db_size"]][0])
+    area = {"E": "I", "A": "Q"}.get(m["area"], m["area"])
+    if m["bit"] is not None:
+        return S7Address(area, 0, int(m["bit_byte"]), int(m["bit"]), 0)
+    return S7Address(area, 0, int(m["byte"]), None, _SIZES[m["size"]][0])
+
+
+def _snap7_area(addr: S7Address) -> Any:
+    from snap7.type import Area
+
+    return {"M": Area.MK, "Q": Area.PA, "I": Area.PE, "DB": Area.DB}[addr.area]
+
+
+class S7Points:
+    """PLC bits and words as actuators (see the module docstring).
+
+    Args:
+        config: the ``s7`` entry.
+        client_factory: builds a snap7 client (tests); ``snap7.client.Client`` by default.
+    """
+
+    def __init__(self, config: S7Config, client_factory: Any = None) -> None:
+        self.config = config
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._io_lock = threading.Lock()
+        self._points: dict[str, tuple[S7PointConfig, S7Address]] = {}
+        specs = []
+        for p in config.points:
+            addr = parse_address(p.address)
+            self._points[p.name] = (p, addr)
+            lo, hi = (
+                (0, 1) if addr.bit is not None else _SIZES["BWD"[(1, 2, 4).index(addr.size)]][2:]
+            )
+            specs.append(s7_spec(p, lo, hi))
+        self._specs = tuple(specs)
+        self._by_name = {s.name: s for s in self._specs}
+        self._state = StateTable([s.name for s in self._specs])
+        self._worker = TransactionWorker(f"s7-{config.name}")
+
+    @property
+    def name(self) -> str:
+        """The configured name."""
+        return self.config.name
+
+    @property
+    def specs(self) -> Sequence[ActuatorSpec]:
+        """The points, in configured order."""
+        return self._specs
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port rack/slot`` for messages."""
+        c = self.config
+        return f"{c.host}:{c.tcp_port} rack {c.rack} slot {c.slot}"
+
+    def connect(self) -> None:
+        """Connect to the PLC and read every point's current value (acknowledged as found).
+
+        Raises:
+            DeviceError: no connection (the message names host, port, rack and slot).
+        """
+        with self._io_lock:
+            self._connect_locked()
+        for name in self._points:
+            try:
+                value = self.read_value(name)
+            except ActuatorFault as exc:
+                self._state.unknown([name], str(exc))
+            else:
+                self._state.acknowledged({name: value}, "read at connect")
+
+    def _connect_locked(self) -> None:
+        if self._client is not None:
+            return
+        if self._client_factory is None:
+            import snap7
+
+            client = snap7.client.Client()
+        else:
+            client = self._client_factory()
+        c = self.config
+        try:
+            client.connect(c.host, c.rack, c.slot, c.tcp_port)
+        except Exception as exc:
+            raise DeviceError(f"{c.name}: cannot connect to PLC {self.endpoint}: {exc}") from exc
+        self._client = client
+
+    def _drop_locked(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.disconnect()
+            except Exception:
+                log.debug("S7 disconnect failed", exc_info=True)
+
+    def close(self) -> None:
+        """Disconnect; safe to call twice."""
+        self._worker.close()
+        with self._io_lock:
+            self._drop_locked()
+
+    def stop(self) -> None:
+        """PLC points do not move on their own: nothing to stop."""
+
+    def read(self) -> dict[str, ActuatorReading]:
+        """``{point: reading}``."""
+        return self._state.read()
+
+    def apply(self, changes: Mapping[str, Value]) -> Status:
+        """Write each point of ``changes`` and read it back."""
+        desc = f"{self.name}: " + ", ".join(
+            f"{k} ({self._points[k][1].text})={v}" for k, v in changes.items()
+        )
+        return self._worker.submit(desc, lambda: self._write_all(dict(changes)))
+
+    # -- I/O ---------------------------------------------------------------------------------
+
+    def read_value(self, name: str) -> Value:
+        """Read point ``name`` from the PLC: a binary point's position or a word's integer.
+
+        Raises:
+            ActuatorFault: the read failed (after one reconnect).
+        """
+        _, addr = self._points[name]
+        raw = self._io(lambda c: self._read_raw(c, addr), f"reading {addr.text}")
+        spec = self._by_name[name]
+        if addr.bit is not None:
+            return spec.position(bool((raw[0] >> addr.bit) & 1))
+        fmt = _SIZES["BWD"[(1, 2, 4).index(addr.size)]][1]
+        return int(struct.unpack(fmt, bytes(raw))[0])
+
+    def _read_raw(self, client: Any, addr: S7Address) -> bytearray:
+        return client.read_area(_snap7_area(addr), addr.db, addr.byte, max(addr.size, 1))
+
+    def _write_raw(self, client: Any, addr: S7Address, spec: ActuatorSpec, value: Value) -> None:
+        from snap7.type import WordLen
+
+        area = _snap7_area(addr)
+        if addr.bit is not None:
+            on = spec.energised(value)
+            if self.config.bit_write == "bit":
+                client.write_area(
+                    area, addr.db, addr.byte * 8 + addr.bit, bytearray([int(on)]), WordLen.Bit
+                )
+            else:
+                byte = client.read_area(area, addr.db, addr.byte, 1)[0]
+                byte = (byte | (1 << addr.bit)) if on else (byte & ~(1 << addr.bit) & 0xFF)
+                client.write_area(area, addr.db, addr.byte, bytearray([byte]))
+            return
+        fmt = _SIZES["BWD"[(1, 2, 4).index(addr.size)]][1]
+        client.write_area(area, addr.db, addr.byte, bytearray(struct.pack(fmt, int(value))))
+
+    def _io(self, op: Any, what: str) -> Any:
+        last: Exception | None = None
+        for attempt in range(self.config.retries + 1):
+            with self._io_lock:
+                try:
+                    if attempt > 0:
+                        self._drop_locked()
+                    self._connect_locked()
+                    return op(self._client)
+                except Exception as exc:  # snap7 raises its own error family
+                    last = exc
+                    log.warning("%s: %s failed (attempt %d): %s", self.name, what, attempt + 1, exc)
+        raise ActuatorFault(f"{self.name}: {what} on PLC {self.endpoint} failed: {last}")
+
+    def _write_all(self, changes: dict[str, Value]) -> str:
+        self._state.pending(changes)
+        for name, value in changes.items():
+            _, addr = self._points[name]
+            spec = self._by_name[name]
+            try:
+                self._io(
+                    lambda c, a=addr, s=spec, v=value: self._write_raw(c, a, s, v),
+                    f"writing {addr.text}",
+                )
+                back = self.read_value(name)
+            except ActuatorFault as exc:
+                self._state.unknown([name], str(exc))
+                raise
+            if back != value:
+                msg = f"{self.name}: {addr.text} reads {back!r} after writing {value!r}"
+                self._state.refused([name], msg)
+                raise ActuatorFault(msg)
+            self._state.acknowledged({name: value}, f"{addr.text} read back")
+        return "ok"
