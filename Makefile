@@ -16,7 +16,14 @@ FRONTEND_SRC := $(shell find frontend \( -path frontend/node_modules -o -path fr
 
 .PHONY: demo test lint bench setup frontend chromium clean
 
-setup: $(STAMP) $(STATIC)
+# the acoustic camera's demo recording (configs/ball_mill.toml --simulate, acoustic_replay.toml):
+# the shipped drone recording propagated to the ball mill's array, written once
+SCENE := data/acoustics/ball_mill_scene.h5
+
+setup: $(STAMP) $(STATIC) $(SCENE)
+
+$(SCENE): $(STAMP) data/acoustics/measurement_drone.wav
+	$(VENV)/bin/rigwatch acoustics scene $@
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,5 +64,5 @@ bench: setup
 	$(PY) bench/acquisition.py --quick
 
 clean:
-	rm -rf $(VENV) frontend/node_modules frontend/src/generated $(OPENAPI) \
+	rm -rf $(VENV) frontend/node_modules frontend/src/generated $(OPENAPI) $(SCENE) \
 	  src/rigwatch/web/static/assets $(STATIC)

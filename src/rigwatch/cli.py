@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
+from rigwatch.acoustics.cli import app as acoustics_app
 from rigwatch.agent.cli import app as agent_app
 from rigwatch.errors import RigwatchError
 
@@ -25,6 +26,7 @@ app.add_typer(station_app, name="station")
 app.add_typer(config_app, name="config")
 app.add_typer(recordings_app, name="recordings")
 app.add_typer(agent_app, name="agent")
+app.add_typer(acoustics_app, name="acoustics")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -219,3 +219,17 @@ class DeliveryError(StageError):
 class BadItem(StageError):
     """An artifact no retry will fix (a corrupt image, a missing file, a checksum that does not
     match): its stage ends ``failed`` with this message at once."""
+
+
+class AuthorityRefused(CommandRefused):
+    """A command from a client that does not hold the station's control authority (nobody
+    holds it, another client does, or the lease given expired); the message names the holder
+    and how to request it.
+
+    Attributes:
+        holder: the client holding authority now ("" when nobody does).
+    """
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder

@@ -12,6 +12,7 @@ import logging
 import time
 from pathlib import Path
 
+from rigwatch.acoustics.live import AcousticCamera
 from rigwatch.acquisition.engine import AcquisitionEngine, DeviceStream
 from rigwatch.acquisition.recorder import (
     Disk,
@@ -45,9 +46,11 @@ class Station:
     Attributes:
         retention: the recordings directory's :class:`Retention`, shared by the recorders;
             run at start, after each closed segment and after each buffer snapshot.
+        acoustics: the acoustic camera (``[acoustics]``), or ``None``.
 
     Raises:
         DeviceError: a device cannot be built (a replay file that does not load...).
+        AcousticsError: the acoustic camera's array or band does not fit its device.
     """
 
     def __init__(
@@ -80,6 +83,11 @@ class Station:
                     start_index=0,
                     retention=self.retention,
                 )
+        self.acoustics: AcousticCamera | None = None
+        if config.acoustics is not None:
+            self.acoustics = AcousticCamera(
+                config.acoustics, self.engine.streams[config.acoustics.device], self.counters
+            )
         self.modes = ModeMachine()
         self.started_monotonic: float | None = None
         self.recovered: list[Path] = []
@@ -113,12 +121,17 @@ class Station:
         self.retention.enforce()
         for rec in self.recorders.values():
             rec.start()
+        if self.acoustics is not None:
+            self.acoustics.start()  # reads from the first block on
         self.engine.start()
         self.started_monotonic = time.monotonic()
 
     def stop(self) -> None:
-        """Stop acquisition, then close every recorder's open segment. Idempotent."""
+        """Stop acquisition and the acoustic camera, then close every recorder's open segment.
+        Idempotent."""
         self.engine.stop()
+        if self.acoustics is not None:
+            self.acoustics.stop()
         for rec in self.recorders.values():
             rec.stop()
 

@@ -288,3 +288,49 @@ def test_real_task_without_nidaqmx_explains_how_to_install(
     dev = NidaqDevice(mill_config())  # default factory: the real task
     with pytest.raises(DeviceError, match=r"rigwatch\[nidaq\]"):
         dev.start()
+
+
+def test_simulated_twin_plays_a_recording_through_the_inverse_calibration(tmp_path) -> None:
+    """``[devices.simulation] recording``: calibrated values in the file, volts from the task,
+    the same values again after the engine's calibration."""
+    import h5py
+
+    from rigwatch.devices.registry import DriverContext, build_device
+
+    rng = np.random.default_rng(3)
+    pa = rng.standard_normal((1000, 2)).astype(np.float32)
+    path = tmp_path / "scene.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("time_data", data=pa).attrs["sample_freq"] = 48_000.0
+    cfg = mill_config(
+        physical_channels="Dev1/ai1:2",
+        block_duration_s=0.01,
+        channels=[ChannelConfig(name="m1", unit="Pa", gain=20.0, offset=1.0),
+                  ChannelConfig(name="m2", unit="Pa", gain=-4.0)],
+        simulation={"recording": path},
+    )  # fmt: skip
+    dev = build_device(cfg, DriverContext(), simulate=True)
+    stream = DeviceStream(dev, 4096, Counters())
+    dev.start()
+    try:
+        blocks = [dev.read_block(5.0) for _ in range(2)]
+    finally:
+        dev.stop()
+    raw = np.concatenate([b.data for b in blocks if b is not None])
+    assert raw.shape == (960, 2)
+    np.testing.assert_allclose(raw[:, 0], (pa[:960, 0] - 1.0) / 20.0, rtol=1e-6)
+    np.testing.assert_allclose(stream.calibrate(raw), pa[:960], rtol=1e-5, atol=1e-6)
+
+
+def test_simulation_recording_at_another_rate_is_refused(tmp_path) -> None:
+    import h5py
+
+    from rigwatch.devices.registry import DriverContext, build_device
+
+    path = tmp_path / "scene.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("time_data", data=np.zeros((10, 9), np.float32)).attrs["sample_freq"] = (
+            44_100.0
+        )
+    with pytest.raises(DeviceError, match=r"sampled at 44100 Hz, the device at 48000 Hz"):
+        build_device(mill_config(simulation={"recording": path}), DriverContext(), simulate=True)

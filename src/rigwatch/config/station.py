@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model, model_validator
 
+from rigwatch.config.acoustics import AcousticCameraConfig
 from rigwatch.config.base import DeviceConfig, Name, ResolvedPath, Strict
 from rigwatch.config.drivers import load_drivers
 from rigwatch.errors import ConfigError
@@ -241,6 +242,7 @@ class StationConfig(Strict):
     live: LiveConfig = LiveConfig()
     api: ApiConfig = ApiConfig()
     pressure_push: PressurePushConfig | None = None
+    acoustics: AcousticCameraConfig | None = None
     devices: list[DeviceConfig] = Field(
         min_length=1, description="One entry per device; keys depend on its driver."
     )
@@ -279,7 +281,25 @@ class StationConfig(Strict):
                     f"pressure_push.channel {self.pressure_push.channel!r} is not a channel of "
                     f"device {dev.name!r}"
                 )
+        if self.acoustics is not None:
+            self._check_acoustics(self.acoustics)
         return self
+
+    def _check_acoustics(self, cam: AcousticCameraConfig) -> None:
+        dev = next((d for d in self.devices if d.name == cam.device), None)
+        if dev is None:
+            raise ValueError(f"acoustics.device {cam.device!r} is not a device")
+        chans = getattr(dev, "channels", None)
+        if chans is None:
+            return
+        known = [c.name for c in chans]
+        wired = (cam.array.channels or []) + cam.array.excluded
+        unknown = [c for c in wired if c not in known]
+        if unknown:
+            raise ValueError(
+                f"acoustics.array names channels {unknown} that device {dev.name!r} does not "
+                f"have (it has {known})"
+            )
 
 
 _models_lock = threading.Lock()

@@ -41,10 +41,19 @@ from rigwatch.acquisition.live import (
 from rigwatch.errors import ModeRefused
 from rigwatch.station import Station
 from rigwatch.web import views
+from rigwatch.web.acoustics_feed import AcousticsFeed, FeedSubscription
 
 log = logging.getLogger(__name__)
 
-MESSAGE_TYPES = ("subscribe", "unsubscribe", "get_sensors", "system_mode", "ping")
+MESSAGE_TYPES = (
+    "subscribe",
+    "unsubscribe",
+    "get_sensors",
+    "system_mode",
+    "ping",
+    "subscribe_acoustics",
+    "unsubscribe_acoustics",
+)
 
 MAX_DEPTH = 32
 """Deepest nesting of maps and arrays in a client message; the message's own map is level 1."""
@@ -75,6 +84,12 @@ class SubscribeMsg(_Msg):
 class UnsubscribeMsg(_Msg):
     type: Literal["unsubscribe"]
     device: str
+
+
+class SubscribeAcousticsMsg(_Msg):
+    type: Literal["subscribe_acoustics"]
+    maps: bool = True
+    audio: bool = False
 
 
 class SystemModeMsg(_Msg):
@@ -191,10 +206,17 @@ class LiveSession:
         station: for sensors, the operating mode and the counters.
         may_command: the connection may send commands (a ``system_mode`` change): it came
             with the token, or none is required. Reading is always allowed.
+        acoustics: the acoustic camera's frames (``subscribe_acoustics``), if it has one.
     """
 
     def __init__(
-        self, ws: WebSocket, hub: LiveHub, station: Station, *, may_command: bool = True
+        self,
+        ws: WebSocket,
+        hub: LiveHub,
+        station: Station,
+        *,
+        may_command: bool = True,
+        acoustics: AcousticsFeed | None = None,
     ) -> None:
         self.ws = ws
         self.hub = hub
@@ -207,6 +229,8 @@ class LiveSession:
         self._send_timeout_s = hub.config.send_timeout_s
         self._evicted: str | None = None
         self._receiving: asyncio.Task | None = None
+        self.acoustics = acoustics
+        self._acoustic: tuple[FeedSubscription, asyncio.Task] | None = None
 
     async def run(self) -> None:
         """Receive and answer messages until the client goes or is evicted; then end every
@@ -229,6 +253,7 @@ class LiveSession:
             receiving.cancel()
             for sub in list(self.subs.values()):
                 self._cancel(sub)
+            self._end_acoustics()
             self.hub.release()
 
     async def send(self, data: bytes) -> None:
@@ -325,6 +350,8 @@ class LiveSession:
             "get_sensors": self._get_sensors,
             "system_mode": self._system_mode,
             "ping": self._ping,
+            "subscribe_acoustics": self._subscribe_acoustics,
+            "unsubscribe_acoustics": self._unsubscribe_acoustics,
         }.get(mtype)
         if handler is None:
             shown = mtype if len(mtype) <= 64 else mtype[:64] + "..."
@@ -392,6 +419,32 @@ class LiveSession:
 
     async def _ping(self, _obj: dict[str, Any]) -> None:
         await self.send(pack({"type": "pong"}))
+
+    async def _subscribe_acoustics(self, obj: dict[str, Any]) -> None:
+        m = SubscribeAcousticsMsg.model_validate(obj)
+        if self.acoustics is None:
+            raise MessageRejected("no_acoustics", "this station has no acoustic camera")
+        self._end_acoustics()
+        await self.send(pack({"type": "acoustics_subscribed", "maps": m.maps, "audio": m.audio}))
+        sub = self.acoustics.subscribe(maps=m.maps, audio=m.audio)
+        self._acoustic = (sub, asyncio.create_task(self._stream_acoustics(sub)))
+
+    async def _unsubscribe_acoustics(self, _obj: dict[str, Any]) -> None:
+        self._end_acoustics()
+        await self.send(pack({"type": "acoustics_unsubscribed"}))
+
+    async def _stream_acoustics(self, sub: FeedSubscription) -> None:
+        with contextlib.suppress(ClientGone):
+            while True:
+                for frame in await sub.next_frames():
+                    await self.send(frame)
+
+    def _end_acoustics(self) -> None:
+        if self._acoustic is not None and self.acoustics is not None:
+            sub, task = self._acoustic
+            self.acoustics.unsubscribe(sub)
+            task.cancel()
+        self._acoustic = None
 
     # -- subscriptions ---------------------------------------------------------------------------
     async def _stream(self, sub: Subscription) -> None:

@@ -28,11 +28,12 @@ from rigwatch.acquisition.live import LiveHub
 from rigwatch.station import Station
 from rigwatch.threads import background_pool
 from rigwatch.web import views
+from rigwatch.web.acoustics_feed import AcousticsFeed
 from rigwatch.web.deps import WebContext
 from rigwatch.web.limits import CpuBudget, QueryGate, SnapshotGate
 from rigwatch.web.live_ws import LiveSession
 from rigwatch.web.problems import document_problems, install_problem_handlers
-from rigwatch.web.routers import recordings
+from rigwatch.web.routers import acoustics, recordings
 from rigwatch.web.routers import station as station_routes
 from rigwatch.web.security import AccessPolicy
 
@@ -64,10 +65,13 @@ def create_app(
     policy = access or AccessPolicy.from_config(station.config.server, station.config.server.host)
     api = station.config.api
     heavy = background_pool(api.max_concurrent_queries + 1, "api-heavy")
+    feed = None if station.acoustics is None else AcousticsFeed(station.acoustics, counters)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         hub.attach(asyncio.get_running_loop())
+        if feed is not None:
+            feed.attach(asyncio.get_running_loop())
         if manage_station:
             await asyncio.to_thread(station.start)
         # long-lived objects of the app and the station leave the collector's view: a full
@@ -78,6 +82,8 @@ def create_app(
             yield
         finally:
             hub.detach()
+            if feed is not None:
+                feed.detach()
             heavy.shutdown(wait=False, cancel_futures=True)
             if manage_station:
                 await asyncio.to_thread(station.stop)
@@ -106,11 +112,12 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(policy.cors_origins()),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
     app.include_router(station_routes.router)
     app.include_router(recordings.router)
+    app.include_router(acoustics.router)
 
     @app.websocket("/ws")
     async def ws_live(ws: WebSocket) -> None:
@@ -121,7 +128,7 @@ def create_app(
             return
         may_command = policy.token_ok(ws.headers.get("authorization"), ws.query_params.get("token"))
         await ws.accept()
-        await LiveSession(ws, hub, station, may_command=may_command).run()
+        await LiveSession(ws, hub, station, may_command=may_command, acoustics=feed).run()
 
     if push is not None:
 

@@ -22,7 +22,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from rigwatch.config.base import ChannelConfig, DeviceConfig, Strict, check_unique_channels
+from rigwatch.config.base import (
+    ChannelConfig,
+    DeviceConfig,
+    ResolvedPath,
+    Strict,
+    check_unique_channels,
+)
 from rigwatch.counters import Counters
 from rigwatch.devices.nidaq.simulated import SimulatedAnalogInputTask
 from rigwatch.devices.nidaq.task import AnalogInputTask, NidaqmxTask
@@ -35,14 +41,17 @@ from rigwatch.devices.protocols import (
 )
 from rigwatch.devices.registry import Driver, DriverContext
 from rigwatch.devices.signals import SimSignalConfig
-from rigwatch.errors import DeviceError
+from rigwatch.errors import DeviceError, RecordingError
+from rigwatch.recordings.readers import read_recording
 
 log = logging.getLogger(__name__)
 
 
 class NidaqSimulationConfig(Strict):
     """What the simulated twin of an NI-DAQ device produces (``--simulate``), in volts before
-    calibration; channel ``j`` plays ``signals[j % len(signals)]``."""
+    calibration; channel ``j`` plays ``signals[j % len(signals)]``, or column ``j`` of
+    ``recording``: a recording of calibrated values (Pa, bar...) played in a loop, turned into
+    volts by inverting each channel's calibration (its rate must be the device's)."""
 
     signals: list[SimSignalConfig] = Field(
         default_factory=lambda: [
@@ -52,6 +61,7 @@ class NidaqSimulationConfig(Strict):
         min_length=1,
     )
     seed: int = 0
+    recording: ResolvedPath | None = None
 
 
 class NidaqDeviceConfig(DeviceConfig):
@@ -260,11 +270,42 @@ def _create(config: NidaqDeviceConfig, ctx: DriverContext) -> NidaqDevice:
     return NidaqDevice(config, counters=ctx.counters)
 
 
+def _simulated_volts(config: NidaqDeviceConfig) -> np.ndarray | None:
+    """The simulation's recording in volts (each channel's calibration inverted), or None.
+
+    Raises:
+        DeviceError: the recording cannot be read, its rate is not the device's, or it has
+            fewer channels than the device.
+    """
+    path = config.simulation.recording
+    if path is None:
+        return None
+    try:
+        rec = read_recording(path)
+    except RecordingError as exc:
+        raise DeviceError(f"nidaq {config.name!r} simulation recording: {exc}") from exc
+    if rec.sample_rate_hz != config.sample_rate_hz:
+        raise DeviceError(
+            f"nidaq {config.name!r}: simulation recording {path} is sampled at "
+            f"{rec.sample_rate_hz:g} Hz, the device at {config.sample_rate_hz:g} Hz"
+        )
+    n = len(config.channels)
+    if rec.channels < n:
+        raise DeviceError(
+            f"nidaq {config.name!r}: simulation recording {path} has {rec.channels} channel(s), "
+            f"the device {n}"
+        )
+    gain = np.array([c.gain for c in config.channels], dtype=np.float64)
+    offset = np.array([c.offset for c in config.channels], dtype=np.float64)
+    return ((rec.data[:, :n] - offset) / gain).astype(np.float32)
+
+
 def _simulate(config: NidaqDeviceConfig, ctx: DriverContext) -> NidaqDevice:
     sim = config.simulation
+    volts = _simulated_volts(config)
     return NidaqDevice(
         config,
-        lambda: SimulatedAnalogInputTask(sim.signals, seed=sim.seed),
+        lambda: SimulatedAnalogInputTask(sim.signals, seed=sim.seed, recording=volts),
         counters=ctx.counters,
         simulated=True,
     )

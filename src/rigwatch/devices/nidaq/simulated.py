@@ -29,6 +29,9 @@ class SimulatedAnalogInputTask:
     Args:
         signals: channel ``j`` plays ``signals[j % len(signals)]``, in volts.
         seed: seed of the noise channels.
+        recording: ``(rows, channels)`` volts played in a loop instead of ``signals`` (a
+            recorded scene: the acoustic camera's demo); it needs at least as many channels
+            as the task has.
         realtime: pace reads against ``clock``; ``False`` answers at once.
         clock: monotonic seconds (default :func:`time.monotonic`).
     """
@@ -40,8 +43,9 @@ class SimulatedAnalogInputTask:
         seed: int = 0,
         realtime: bool = True,
         clock: Clock | None = None,
+        recording: np.ndarray | None = None,
     ) -> None:
-        if not signals:
+        if not signals and recording is None:
             raise DeviceError("simulated NI-DAQ task: no signals configured")
         self._signals = list(signals)
         self._seed = seed
@@ -49,7 +53,8 @@ class SimulatedAnalogInputTask:
         self._clock = clock
         self._wake = threading.Event()
         self._channels = 0
-        self._generator: SignalGenerator | None = None
+        self._recording = recording
+        self._generator: SignalGenerator | LoopedRecording | None = None
         self._pacer: Pacer | None = None
         self._index = 0
         self.started = False
@@ -75,9 +80,12 @@ class SimulatedAnalogInputTask:
             DeviceError: an empty channel string.
         """
         self._channels = count_physical_channels(physical_channels)
-        self._generator = SignalGenerator(
-            self._signals, self._channels, sample_rate_hz, samples_per_block, seed=self._seed
-        )
+        if self._recording is not None:
+            self._generator = LoopedRecording(self._recording, self._channels, samples_per_block)
+        else:
+            self._generator = SignalGenerator(
+                self._signals, self._channels, sample_rate_hz, samples_per_block, seed=self._seed
+            )
         self._pacer = Pacer(
             sample_rate_hz, realtime=self._realtime, clock=self._clock, sleep=self._wake.wait
         )
@@ -125,6 +133,36 @@ class SimulatedAnalogInputTask:
         """Release the task; safe to call twice."""
         self.stop()
         self.closed = True
+
+
+class LoopedRecording:
+    """Blocks of a recording played in a loop (the signal generator's interface).
+
+    Args:
+        data: ``(rows, >= channels)`` samples.
+        channels: columns played (the first ones).
+        block_rows: rows per block.
+
+    Raises:
+        DeviceError: the recording has fewer channels than the task, or no rows.
+    """
+
+    def __init__(self, data: np.ndarray, channels: int, block_rows: int) -> None:
+        if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] < channels:
+            raise DeviceError(
+                f"simulated NI-DAQ task: the recording has shape {data.shape}, the task needs "
+                f"{channels} channel(s)"
+            )
+        self._data = np.ascontiguousarray(data[:, :channels], dtype=np.float32)
+        self.block_rows = block_rows
+
+    def reset(self) -> None:
+        """Nothing to reset: sample ``i`` is always row ``i % rows``."""
+
+    def generate(self, start: int) -> np.ndarray:
+        """Samples ``start .. start + block_rows``, ``(block_rows, channels)`` float32."""
+        rows = (start + np.arange(self.block_rows)) % self._data.shape[0]
+        return self._data[rows]
 
 
 class FakeAnalogInputTask:
