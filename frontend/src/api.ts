@@ -19,10 +19,18 @@ export type RecordingInfo = Schemas["RecordingInfo"];
 export type RangeQuery = Schemas["RangeQuery"];
 export type Problem = Schemas["Problem"];
 export type FieldProblem = Schemas["FieldProblem"];
+export type AcousticsState = Schemas["AcousticsOut"];
+export type AcousticGrid = Schemas["GridOut"];
+export type AcousticParameters = Schemas["ParametersOut"];
+export type AcousticParametersChange = Schemas["ParametersIn"];
+export type AcousticMethod = AcousticParameters["method"];
+export type BandConfig = Schemas["BandConfig"];
+export type BandKind = BandConfig["kind"];
+export type AcousticSelection = Schemas["SelectionOut"];
 
 // ---- what the OpenAPI document says about each operation ---------------------------------
 
-type Method = "get" | "post";
+type Method = "get" | "post" | "delete";
 /** Paths that have an operation for `M`. */
 type PathWith<M extends Method> = {
   [P in keyof paths]: paths[P][M] extends { responses: unknown } ? P : never;
@@ -83,7 +91,7 @@ interface RequestOpts {
   signal?: AbortSignal;
 }
 
-async function request<T>(method: "GET" | "POST", url: string, opts: RequestOpts = {}): Promise<T> {
+async function request<T>(method: "GET" | "POST" | "DELETE", url: string, opts: RequestOpts = {}): Promise<T> {
   const what = `${method} ${url.split("?")[0]}`;
   const timeoutMs = opts.timeoutMs ?? 8000;
   const ctrl = new AbortController();
@@ -164,3 +172,38 @@ type SaveOp = Operation<"/api/save_sensor_buffer", "post">;
 export function saveSensorBuffer(body: BodyOf<SaveOp> = null): Promise<Ok<SaveOp>> {
   return request("POST", "/api/save_sensor_buffer", { body: body ?? undefined, timeoutMs: 60000 });
 }
+
+// ---- the acoustic camera (404 on a station without one) --------------------------------------
+
+export const getAcoustics = (): Promise<AcousticsState> => get("/api/acoustics");
+
+type ParamsOp = Operation<"/api/acoustics/parameters", "post">;
+
+/** Changes map parameters (method, band...); they apply from the next map. 422: refused. */
+export function setAcousticParameters(body: BodyOf<ParamsOp>): Promise<Ok<ParamsOp>> {
+  return request("POST", "/api/acoustics/parameters", { body });
+}
+
+type SelectOp = Operation<"/api/acoustics/selections", "post">;
+
+/** Listens to a map cell (an existing selection of the cell is returned). */
+export function selectAcousticCell(body: BodyOf<SelectOp>): Promise<Ok<SelectOp>> {
+  return request("POST", "/api/acoustics/selections", { body });
+}
+
+type DeselectOp = Operation<"/api/acoustics/selections/{selection_id}", "delete">;
+
+/** Stops listening to a selection. */
+export function deselectAcousticCell(
+  selectionId: PathParamsOf<DeselectOp>["selection_id"],
+): Promise<Ok<DeselectOp>> {
+  const url = fill("/api/acoustics/selections/{selection_id}", { selection_id: selectionId });
+  return request("DELETE", url);
+}
+
+type ExportOp = Operation<"/api/acoustics/map.{fmt}", "get">;
+export type MapExportFormat = PathParamsOf<ExportOp>["fmt"];
+
+/** Download link of the newest map as PNG (colour scale over `dynamicRangeDb`), NPY or CSV. */
+export const acousticMapUrl = (fmt: MapExportFormat, dynamicRangeDb?: number): string =>
+  withQuery(fill("/api/acoustics/map.{fmt}", { fmt }), { dynamic_range_db: dynamicRangeDb });

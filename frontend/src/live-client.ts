@@ -4,6 +4,7 @@
 // and end them when they are left. Reconnects with backoff and re-sends the subscriptions.
 
 import { decode, encode } from "@msgpack/msgpack";
+import { type AcousticAudioFrame, type AcousticMapFrame, decodeAudioFrame, decodeMapFrame } from "./acoustic-frames";
 import { toNumber } from "./util";
 
 export type ConnState = "connecting" | "open" | "closed";
@@ -61,6 +62,36 @@ export interface LiveSubscription {
   update(sub: Omit<Subscription, "device">): void;
   /** Ends it: `unsubscribe` is sent and no more frames are delivered. */
   close(): void;
+}
+
+/** What the acoustic camera sends (`subscribe_acoustics`): maps, the focused sound. */
+export interface AcousticSubscription {
+  maps: boolean;
+  audio: boolean;
+}
+
+/** What the acoustic subscription's owner is told. */
+export interface AcousticHandlers {
+  /** `acoustics_subscribed`: the server confirmed (frames from now on are of this one). */
+  onSubscribed(sub: AcousticSubscription): void;
+  onMap(frame: AcousticMapFrame): void;
+  onAudio(frame: AcousticAudioFrame): void;
+  /** An `error` frame (`no_acoustics`: the station has no camera). */
+  onServerError(code: string, message: string): void;
+  onDecodeError?(err: unknown): void;
+}
+
+/** A page's hold on the acoustic camera's frames (one per connection, as the protocol has it). */
+export interface AcousticLiveSubscription {
+  /** Asks for maps and/or audio (the server replaces the subscription). */
+  update(sub: AcousticSubscription): void;
+  /** Ends it: `unsubscribe_acoustics` is sent and no more frames are delivered. */
+  close(): void;
+}
+
+interface HeldAcoustics {
+  sub: AcousticSubscription;
+  handlers: AcousticHandlers;
 }
 
 type Msg = Record<string, unknown>;
@@ -165,6 +196,8 @@ export class LiveClient {
   private ws: WebSocket | null = null;
   /** what pages hold, by device */
   private readonly held = new Map<string, Held>();
+  /** the acoustic camera's subscription, if a page holds it */
+  private acoustic: HeldAcoustics | null = null;
   private backoffMs = 500;
   private retryTimer = 0;
   private stopped = true;
@@ -224,6 +257,30 @@ export class LiveClient {
     };
   }
 
+  /** Subscribes to the acoustic camera's maps and audio; a second subscription replaces the
+   * first. */
+  subscribeAcoustics(sub: AcousticSubscription, handlers: AcousticHandlers): AcousticLiveSubscription {
+    const held: HeldAcoustics = { sub: { ...sub }, handlers };
+    this.acoustic = held;
+    this.sendAcoustic(held.sub);
+    return {
+      update: (next) => {
+        if (this.acoustic !== held) return;
+        held.sub = { ...next };
+        this.sendAcoustic(held.sub);
+      },
+      close: () => {
+        if (this.acoustic !== held) return;
+        this.acoustic = null;
+        this.send({ type: "unsubscribe_acoustics" });
+      },
+    };
+  }
+
+  private sendAcoustic(sub: AcousticSubscription): void {
+    this.send({ type: "subscribe_acoustics", maps: sub.maps, audio: sub.audio });
+  }
+
   private sendSubscribe(sub: Subscription): void {
     this.send({
       type: "subscribe",
@@ -261,6 +318,7 @@ export class LiveClient {
       this.backoffMs = 500;
       this.setState("open", this.url);
       for (const held of this.held.values()) this.sendSubscribe(held.sub);
+      if (this.acoustic) this.sendAcoustic(this.acoustic.sub);
     };
     ws.onmessage = (ev: MessageEvent) => this.onMessage(ev.data);
     ws.onclose = (ev: CloseEvent) => {
@@ -290,8 +348,10 @@ export class LiveClient {
       m = raw as Msg;
     } catch (err) {
       for (const held of this.held.values()) held.handlers.onDecodeError?.(err);
+      this.acoustic?.handlers.onDecodeError?.(err);
       return;
     }
+    if (this.onAcousticMessage(m)) return;
     // Frames of a device nobody holds may still be in flight after an unsubscribe: dropped.
     const held = typeof m.device === "string" ? this.held.get(m.device) : undefined;
     try {
@@ -314,6 +374,7 @@ export class LiveClient {
           const message = String(m.message ?? "");
           const targets = held ? [held] : [...this.held.values()];
           for (const t of targets) t.handlers.onServerError(code, message);
+          if (!held) this.acoustic?.handlers.onServerError(code, message);
           break;
         }
         default:
@@ -322,5 +383,38 @@ export class LiveClient {
     } catch (err) {
       held?.handlers.onDecodeError?.(err);
     }
+  }
+
+  /** Frames of the acoustic camera (true: the message was one of them). Frames still in
+   * flight after the subscription ended are dropped. */
+  private onAcousticMessage(m: Msg): boolean {
+    const held = this.acoustic;
+    let deliver: (() => void) | null = null;
+    switch (m.type) {
+      case "acoustic_map":
+        deliver = () => held?.handlers.onMap(decodeMapFrame(m));
+        break;
+      case "audio":
+        deliver = () => held?.handlers.onAudio(decodeAudioFrame(m));
+        break;
+      case "acoustics_subscribed":
+        deliver = () => held?.handlers.onSubscribed({ maps: m.maps === true, audio: m.audio === true });
+        break;
+      case "error":
+        if (m.code !== "no_acoustics") return false;
+        deliver = () => held?.handlers.onServerError(String(m.code), String(m.message ?? ""));
+        break;
+      case "acoustics_unsubscribed":
+        return true;
+      default:
+        return false;
+    }
+    if (!held) return true;
+    try {
+      deliver();
+    } catch (err) {
+      held.handlers.onDecodeError?.(err);
+    }
+    return true;
   }
 }

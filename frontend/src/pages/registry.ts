@@ -6,6 +6,7 @@ import type { PageDef } from "./types";
 export const PAGES: readonly PageDef[] = [
   { id: "live", title: "Live", load: () => import("./live") },
   { id: "recordings", title: "Recordings", load: () => import("./recordings") },
+  { id: "acoustics", title: "Acoustic camera", load: () => import("./acoustics") },
 ];
 
 /** What "/" (no route) shows. */
