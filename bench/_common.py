@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -12,11 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.process import StationProcess  # noqa: E402  (the tests' station launcher)
+if TYPE_CHECKING:
+    from support.process import StationProcess
 
 
 def start_station(config: Path) -> StationProcess:
-    """A station process on a free port, ready to serve (see ``tests/support/process.py``)."""
+    """A station process on a free port, ready to serve (see ``tests/support/process.py``);
+    imported here only, so benchmarks of other parts need no station code."""
+    from support.process import StationProcess
+
     return StationProcess(config)
 
 

@@ -1,0 +1,2 @@
+"""Alembic migrations of the pipeline's manifest, applied by
+:func:`rigwatch.pipeline.manifest.database.migrate` when a manifest is opened."""

@@ -1,0 +1,1 @@
+"""Migration scripts of the manifest, one per schema version."""

@@ -1,0 +1,109 @@
+"""Helpers for the pipeline manifest's tests: a controlled clock, PostgreSQL reachability with
+the services rule, a unique schema per test, and worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from rigwatch.timefmt import NS_PER_S
+
+POSTGRES_ENV = "RIGWATCH_TEST_POSTGRES_URL"
+POSTGRES_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+WORKER = Path(__file__).with_name("pipeline_manifest_worker.py")
+
+
+class FakeClock:
+    """A wall clock in ns that moves only when told to."""
+
+    def __init__(self, start_ns: int = 1_700_000_000 * NS_PER_S) -> None:
+        self.now_ns = start_ns
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def advance(self, seconds: float) -> None:
+        self.now_ns += round(seconds * NS_PER_S)
+
+
+def postgres_url() -> str:
+    """The test server's URL; skips (or fails under ``RIGWATCH_REQUIRE_SERVICES=1``) when it
+    cannot be reached."""
+    url = os.environ.get(POSTGRES_ENV, POSTGRES_DEFAULT)
+    engine = create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = f"PostgreSQL unreachable at {url} ({POSTGRES_ENV}): {exc}"
+        if os.environ.get("RIGWATCH_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[tuple[str, str]]:
+    """``(url, schema)``: a schema of its own for one test, dropped afterwards."""
+    url = postgres_url()
+    schema = f"rw_manifest_{uuid.uuid4().hex[:12]}"
+    try:
+        yield url, schema
+    finally:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@dataclass
+class WorkerProcess:
+    """A manifest worker in a child process (``pipeline_manifest_worker.py``): it prints one
+    JSON line when ready, waits for a line on stdin, works, and prints one JSON line."""
+
+    proc: subprocess.Popen[str]
+
+    @classmethod
+    def start(cls, args: Sequence[str]) -> WorkerProcess:
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        return cls(proc)
+
+    def read(self) -> dict[str, Any]:
+        """The next JSON line (blocks; the child's stderr in the error if it ended)."""
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(timeout=30)
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise AssertionError(f"worker ended (rc {self.proc.returncode}): {err}")
+        return json.loads(line)
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout_s: float = 60) -> None:
+        self.proc.wait(timeout=timeout_s)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
