@@ -4,7 +4,9 @@ broken microphones."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,17 @@ def recv(ws: ClientConnection, mtype: str, limit: int = 400) -> dict[str, Any]:
 def map_values(frame: dict[str, Any]) -> np.ndarray:
     assert frame["dtype"] == "<f4"
     return np.frombuffer(frame["data"], dtype="<f4").reshape(frame["shape"])
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll ``condition`` until it holds or ``timeout_s`` passes; whether it held."""
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.02)
+    return True
 
 
 def near(cell: tuple[int, int], targets: set[tuple[int, int]], cells: int = 1) -> bool:
@@ -237,3 +250,21 @@ def test_dead_microphone_is_excluded_and_broken_blocks_refused(
     assert state["stats"]["blocks_refused"] >= 1
     assert "NaN" in state["stats"]["last_error"]
     assert station.counters.get("acoustics.dead_microphone") == 1
+
+
+def test_clipped_channel_blocks_are_refused(scene_file: Path, tmp_path: Path) -> None:
+    clipped = tmp_path / "clipped.h5"
+    with h5py.File(scene_file) as f:
+        data = f["time_data"][()]
+        fs = f["time_data"].attrs["sample_freq"]
+    data[:, 2] = np.clip(data[:, 2] * 50, -5.0, 5.0)  # microphone 3 overdriven
+    with h5py.File(clipped, "w") as f:
+        f.create_dataset("time_data", data=data).attrs["sample_freq"] = fs
+    station = Station(station_config(clipped, full_scale_pa=5.0))
+    cam = station.acoustics
+    assert cam is not None
+    with serve(station) as addr:
+        assert wait_until(lambda: cam.stats.blocks_refused >= 3, timeout_s=20)
+        state = httpx.get(f"http://{addr}/api/acoustics").json()
+    assert "channel(s) [2] are clipped" in state["stats"]["last_error"]
+    assert state["stats"]["maps"] == 0  # every block is refused: no map from clipped data

@@ -483,6 +483,7 @@ class AcousticCamera:
             window=WINDOW_NAMES[cfg.window],
             overlap=cfg.overlap,
             precision="complex64",
+            full_scale=cfg.full_scale_pa,
         )
         window_rows = max(cfg.block_size, round(SEED_MUSIC_WINDOW_S * self.sample_rate_hz))
         state = _MapState(generation, bands=bands, acc=acc, window_rows=window_rows)

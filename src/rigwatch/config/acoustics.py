@@ -143,6 +143,9 @@ class AcousticCameraConfig(Strict):
         n_sources: signal subspace size of MUSIC; CLEAN-SC iterations per source.
         map_rate_hz: maps published per second.
         dynamic_range_db: default colour-scale range of the page below a map's peak.
+        full_scale_pa: the microphones' clipping level after calibration (the input range
+            times the calibration gain); a block with a channel at it is refused as clipped.
+            ``None``: not checked.
     """
 
     device: Name
@@ -160,6 +163,7 @@ class AcousticCameraConfig(Strict):
     n_sources: int = Field(2, ge=1, le=64)
     map_rate_hz: float = Field(2.0, gt=0, le=50)
     dynamic_range_db: float = Field(20.0, gt=0, le=120)
+    full_scale_pa: float | None = Field(None, gt=0)
     listen: ListenConfig = ListenConfig()
 
     @model_validator(mode="after")
