@@ -16,6 +16,7 @@ from rigwatch.config.base import ChannelConfig
 from rigwatch.counters import Counters
 from rigwatch.devices.emulators.stm32 import FIRMWARE_KEYS, Stm32Emulator
 from rigwatch.devices.protocols import AcquisitionDevice
+from rigwatch.devices.reconnect import Backoff
 from rigwatch.devices.stm32 import (
     MAX_LINE_BYTES,
     LineAssembler,
@@ -471,19 +472,32 @@ def test_streamed_emulator_lines_parse_cleanly(counters: Counters) -> None:
 
 
 def test_vanished_port_raises_device_error_naming_it(
-    emulator: Stm32Emulator, device: Stm32Device
+    emulator: Stm32Emulator, counters: Counters
 ) -> None:
     path = emulator.path
     assert path is not None
-    sentinel(emulator, device)
-    read_until_sentinel(device)
-    emulator.stop()
-    end = time.monotonic() + 5.0
-    with pytest.raises(DeviceError, match=path):
-        while time.monotonic() < end:
-            assert device.read_block(0.2) is None
-    with pytest.raises(DeviceError, match=path):  # next call tries to reopen: gone
-        device.read_block(0.2)
+    cfg = make_config(path).model_copy(update={"reconnect": Backoff(initial_s=0.01, max_s=0.05)})
+    device = Stm32Device(cfg, counters)
+    device.start()
+    try:
+        sentinel(emulator, device)
+        read_until_sentinel(device)
+        emulator.stop()
+        end = time.monotonic() + 5.0
+        with pytest.raises(DeviceError, match=path):
+            while time.monotonic() < end:
+                assert device.read_block(0.2) is None
+        # the loss is raised once; then the device keeps trying to reopen the vanished port
+        assert device.link_status().state == "unknown"
+        while counters.get("stm32.stand.reconnect_failed") < 2:
+            assert time.monotonic() < end, "no reconnection attempts"
+            assert device.read_block(0.05) is None
+        status = device.link_status()
+        assert status.state == "unknown" and path in status.reason
+        assert status.losses == 1 and status.failed_attempts >= 2
+    finally:
+        device.stop()
+    assert device.link_status().state == "closed"
 
 
 def test_missing_port_raises_device_error_naming_it() -> None:
@@ -553,18 +567,26 @@ def test_port_is_reopened_after_a_failure() -> None:
         return port
 
     counters = Counters()
-    dev = Stm32Device(make_config("/dev/ttyACM0", ["P1", "P2"]), counters, serial_factory=factory)
+    cfg = make_config("/dev/ttyACM0", ["P1", "P2"]).model_copy(
+        update={"reconnect": Backoff(initial_s=0.01)}
+    )
+    dev = Stm32Device(cfg, counters, serial_factory=factory)
     dev.start()
     try:
         with pytest.raises(DeviceError, match="/dev/ttyACM0"):
             dev.read_block(2.0)
-        with pytest.raises(DeviceError, match="/dev/ttyACM0"):
-            dev.send_command("Valves:000000000")  # the failed port is closed
-        assert dev.read_block(0.01) is None  # reopens
+        # reopened by the reader thread; "unknown" until the board is heard
+        assert dev.link_status().state == "unknown"  # until the board is heard again
+        end = time.monotonic() + 5.0
+        while not dev.is_open:
+            assert time.monotonic() < end, "not reopened"
+            assert dev.read_block(0.02) is None
         assert counters.get("stm32.stand.reconnect") == 1
         dev.send_command("P1: 1.5 | P2: 2.5")  # looped back as a sensor line
         dev.send_command(f"P1: {SENTINEL} | P2: {SENTINEL}")
         data, _ = read_until_sentinel(dev)
+        assert dev.link_status().state == "connected"  # heard again
+        assert dev.link_status().reconnects == 1
     finally:
         dev.stop()
     assert len(opened) == 2

@@ -4,7 +4,11 @@ The Arduino answers a move with a line; the move is acknowledged by a line conta
 ``Yeni Pozisyon`` ("new position") or ``Motor dönüş tamamlandı`` ("motor rotation complete"),
 as today's stand checks. Angles outside a motor's configured limits are refused before
 anything is sent. A move not acknowledged within ``reply_timeout_s`` is sent again
-(``retries``: an absolute angle is idempotent); then the motor's position is ``unknown``.
+(``retries``: an absolute angle is idempotent); then the motor's position is ``unknown``, and
+when the board said nothing at all its link is ``unknown`` too: the port is reopened (scanned
+again when ``port = "auto"``) with capped exponential backoff (see
+:class:`~rigwatch.control.backends.serial_lines.SerialLineLink`). Moves sent while the port is
+being reopened fail at once (position ``unknown``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from rigwatch.control.actuators import (
 )
 from rigwatch.control.backends.serial_lines import SerialFactory, SerialLineLink
 from rigwatch.control.backends.specs import motor_spec
+from rigwatch.devices.reconnect import Backoff, LinkStatus
+from rigwatch.devices.serial_ports import PortLister
 from rigwatch.errors import ActuatorFault, DeviceError
 
 log = logging.getLogger(__name__)
@@ -50,13 +56,27 @@ class ArduinoMotors:
     Args:
         config: the ``arduino_motors`` entry.
         serial_factory: opens the port (tests); pyserial by default.
+        port_lister: lists serial ports for ``port = "auto"`` (tests).
+        backoff: reconnection schedule of the port.
     """
 
     def __init__(
-        self, config: ArduinoMotorsConfig, serial_factory: SerialFactory | None = None
+        self,
+        config: ArduinoMotorsConfig,
+        serial_factory: SerialFactory | None = None,
+        *,
+        port_lister: PortLister | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.config = config
-        self.link = SerialLineLink(config.port, config.baudrate, config.name, serial_factory)
+        self.link = SerialLineLink(
+            config.port,
+            config.baudrate,
+            config.name,
+            serial_factory,
+            port_lister=port_lister,
+            backoff=backoff,
+        )
         self._specs = tuple(motor_spec(m) for m in config.motors)
         self._ids = {m.name: m.motor_id for m in config.motors}
         self._state = StateTable([s.name for s in self._specs])
@@ -75,6 +95,11 @@ class ArduinoMotors:
     def connect(self) -> None:
         """Open the serial port (DeviceError naming it when it cannot)."""
         self.link.open()
+
+    def link_status(self) -> LinkStatus:
+        """The serial link's state (``connected``, ``unknown`` while reconnecting, ``closed``)
+        and its loss and reconnection counts."""
+        return self.link.status()
 
     def close(self) -> None:
         """Finish queued moves and close the port."""
@@ -124,4 +149,6 @@ class ArduinoMotors:
             f"{self.config.reply_timeout_s:g} s ({attempts} attempts){last}: position unknown"
         )
         self._state.unknown([motor], message)
+        if not heard:  # not a word: the board is hung or gone; reopen its port
+            self.link.mark_lost(f"no reply to {command} ({attempts} attempts)")
         raise ActuatorFault(message)

@@ -7,6 +7,12 @@ by reading its byte and writing it back; words are big-endian as in the CPU (a b
 unsigned, a word an INT, a double word a DINT). Every write is read back: the read-back is the
 acknowledgement. A failed write is retried once after reconnecting; then the point is
 ``unknown``. Inputs (``I``/``E``) are refused by the config.
+
+A PLC that stops answering makes the link ``unknown`` (:meth:`S7Points.link_status`) and every
+point ``unknown`` with it; a supervisor thread reconnects with capped exponential backoff
+(:class:`~rigwatch.devices.reconnect.LinkHealth`) and, once connected, reads every point back
+(acknowledged as found). Commands meanwhile still try the PLC at once (an abort sequence is
+never held back by the backoff).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from rigwatch.control.actuators import (
     Value,
 )
 from rigwatch.control.backends.specs import s7_spec
+from rigwatch.devices.reconnect import Backoff, LinkHealth, LinkStatus
 from rigwatch.errors import ActuatorFault, ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
@@ -99,10 +106,16 @@ class S7Points:
     Args:
         config: the ``s7`` entry.
         client_factory: builds a snap7 client (tests); ``snap7.client.Client`` by default.
+        backoff: reconnection schedule after the PLC stopped answering.
     """
 
-    def __init__(self, config: S7Config, client_factory: Any = None) -> None:
+    def __init__(
+        self, config: S7Config, client_factory: Any = None, *, backoff: Backoff | None = None
+    ) -> None:
         self.config = config
+        self.health = LinkHealth(backoff)
+        self._supervisor: threading.Thread | None = None
+        self._stop = threading.Event()
         self._client_factory = client_factory
         self._client: Any = None
         self._io_lock = threading.Lock()
@@ -144,13 +157,57 @@ class S7Points:
         """
         with self._io_lock:
             self._connect_locked()
+        self.health.opened(self.endpoint, first=True)
+        self._read_all("read at connect")
+        if self._supervisor is None:
+            self._stop = threading.Event()
+            self._supervisor = threading.Thread(
+                target=self._supervise, name=f"s7-link-{self.name}", daemon=True
+            )
+            self._supervisor.start()
+
+    def link_status(self) -> LinkStatus:
+        """The PLC link's state (``connected``, ``unknown`` while reconnecting, ``closed``) and
+        its loss and reconnection counts."""
+        return self.health.status()
+
+    def _read_all(self, why: str) -> bool:
+        """Read every point (acknowledged as found); True when all could be read."""
+        ok = True
         for name in self._points:
             try:
                 value = self.read_value(name)
             except ActuatorFault as exc:
                 self._state.unknown([name], str(exc))
+                ok = False
             else:
-                self._state.acknowledged({name: value}, "read at connect")
+                self._state.acknowledged({name: value}, why)
+        return ok
+
+    def _supervise(self) -> None:
+        stop = self._stop
+        while not stop.is_set():
+            state = self.health.wait_for({"unknown", "closed"}, 1.0)
+            if stop.is_set() or state == "closed":
+                return
+            if state != "unknown":
+                continue
+            wait = self.health.seconds_to_attempt()
+            if wait > 0:
+                stop.wait(wait)
+                continue
+            try:
+                with self._io_lock:
+                    self._drop_locked()
+                    self._connect_locked()
+            except DeviceError as exc:
+                self.health.attempt_failed(str(exc))
+                log.info("%s: reconnection failed: %s", self.name, exc)
+                continue
+            self.health.opened(self.endpoint, first=False)
+            log.info("%s: connected again to PLC %s", self.name, self.endpoint)
+            if self._read_all("read after reconnecting"):
+                self.health.heard()  # connected once every point is known again
 
     def _connect_locked(self) -> None:
         if self._client is not None:
@@ -179,6 +236,11 @@ class S7Points:
     def close(self) -> None:
         """Disconnect; safe to call twice."""
         self._worker.close()
+        self._stop.set()
+        self.health.closed()
+        if self._supervisor is not None:
+            self._supervisor.join(5.0)
+            self._supervisor = None
         with self._io_lock:
             self._drop_locked()
 
@@ -241,11 +303,18 @@ class S7Points:
                     if attempt > 0:
                         self._drop_locked()
                     self._connect_locked()
-                    return op(self._client)
+                    result = op(self._client)
                 except Exception as exc:  # snap7 raises its own error family
                     last = exc
                     log.warning("%s: %s failed (attempt %d): %s", self.name, what, attempt + 1, exc)
-        raise ActuatorFault(f"{self.name}: {what} on PLC {self.endpoint} failed: {last}")
+                    continue
+            return result  # the link becomes connected when the supervisor has read every point
+        message = f"{self.name}: {what} on PLC {self.endpoint} failed: {last}"
+        with self._io_lock:
+            self._drop_locked()
+        if self.health.lost(message):
+            self._state.unknown(list(self._points), message)
+        raise ActuatorFault(message)
 
     def _write_all(self, changes: dict[str, Value]) -> str:
         self._state.pending(changes)

@@ -1,5 +1,12 @@
 """A serial port carrying command lines out and reply lines back (an Arduino's), with one
-command in flight at a time and a reader thread collecting replies."""
+command in flight at a time.
+
+The port is a :class:`~rigwatch.devices.serial_link.SupervisedSerial`: it may be ``auto``
+(found by scanning, :data:`~rigwatch.devices.serial_ports.ARDUINO_PORTS` by default); a port
+that fails or vanishes, or a board that stops answering (:meth:`SerialLineLink.mark_lost`),
+makes the link ``unknown`` and it is reopened (scanned again when ``auto``) with capped
+exponential backoff; it is ``connected`` again once the board answers.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +16,28 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
-import serial
-
+from rigwatch.devices.reconnect import Backoff, LinkStatus
+from rigwatch.devices.serial_link import SerialFactory, SupervisedSerial
+from rigwatch.devices.serial_ports import ARDUINO_PORTS, PortLister, PortMatch, PortResolver
 from rigwatch.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
-SerialFactory = Callable[..., Any]
-"""Opens a port like :func:`serial.serial_for_url` (``factory(url, baudrate=..., timeout=...)``)."""
+__all__ = ["SerialFactory", "SerialLineLink"]
 
 
 class SerialLineLink:
     """Lines over a serial port (UTF-8, ``\\n``-terminated; ``\\r`` stripped).
 
     Args:
-        port: device path or pyserial URL.
+        port: device path, pyserial URL or ``auto``.
         baudrate: line speed.
         name: for messages.
         serial_factory: opens the port (tests); :func:`serial.serial_for_url` by default.
+        port_match: what an ``auto`` port looks like.
+        port_lister: lists serial ports for ``auto`` (tests).
+        backoff: reconnection schedule.
     """
 
     def __init__(
@@ -37,46 +46,51 @@ class SerialLineLink:
         baudrate: int,
         name: str,
         serial_factory: SerialFactory | None = None,
+        *,
+        port_match: PortMatch = ARDUINO_PORTS,
+        port_lister: PortLister | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.port_name = port
         self.baudrate = baudrate
-        self.link_name = f"{name} on {port}"
-        self._factory: SerialFactory = serial_factory or serial.serial_for_url
-        self._port: Any = None
+        self.name = name
         self._lines: queue.Queue[str] = queue.Queue(maxsize=1024)
-        self._stop = threading.Event()
-        self._reader: threading.Thread | None = None
+        self._buf = bytearray()
         self._transact_lock = threading.Lock()
+        self.serial = SupervisedSerial(
+            name,
+            PortResolver(port, port_match, port_lister),
+            baudrate,
+            on_data=self._on_data,
+            on_event=self._on_event,
+            serial_factory=serial_factory,
+            backoff=backoff,
+        )
+
+    @property
+    def link_name(self) -> str:
+        """``"<name> on <port>"`` (the port open now when found by ``auto``)."""
+        return f"{self.name} on {self.serial.path}"
+
+    def status(self) -> LinkStatus:
+        """The link's state (``connected``, ``unknown``, ``closed``) and counts."""
+        return self.serial.status()
 
     def open(self) -> None:
-        """Open the port and start reading.
+        """Open the port (scanning when ``auto``) and start reading.
 
         Raises:
-            DeviceError: it cannot be opened (the message names the port).
+            DeviceError: no port fits, or it cannot be opened (the message names it).
         """
-        if self._port is not None:
-            return
-        try:
-            port = self._factory(self.port_name, baudrate=self.baudrate, timeout=0.1)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise DeviceError(f"{self.link_name}: cannot open: {exc}") from exc
-        self._port = port
-        self._stop = threading.Event()
-        self._reader = threading.Thread(
-            target=self._read, args=(port, self._stop), name=f"lines-{self.port_name}", daemon=True
-        )
-        self._reader.start()
+        self.serial.open()
 
     def close(self) -> None:
         """Stop reading and close the port; safe to call twice."""
-        port, self._port = self._port, None
-        self._stop.set()
-        if self._reader is not None:
-            self._reader.join(2.0)
-            self._reader = None
-        if port is not None:
-            with contextlib.suppress(Exception):
-                port.close()
+        self.serial.close()
+
+    def mark_lost(self, reason: str) -> None:
+        """The board stopped answering: reopen the port with backoff."""
+        self.serial.mark_lost(reason)
 
     def transact(self, line: str, timeout_s: float, accept: Callable[[str], bool]) -> list[str]:
         """Send ``line`` and collect reply lines until one satisfies ``accept``.
@@ -87,7 +101,8 @@ class SerialLineLink:
             the caller checks ``accept(lines[-1])``.
 
         Raises:
-            DeviceError: the port is not open or the write failed.
+            DeviceError: the port is not open (link ``unknown``: reconnecting) or the write
+                failed.
         """
         with self._transact_lock:
             while True:  # drop lines that arrived before the command
@@ -95,13 +110,10 @@ class SerialLineLink:
                     self._lines.get_nowait()
                 except queue.Empty:
                     break
-            port = self._port
-            if port is None:
-                raise DeviceError(f"{self.link_name}: port is not open")
             try:
-                port.write((line + "\n").encode("ascii"))
-            except (serial.SerialException, OSError) as exc:
-                raise DeviceError(f"{self.link_name}: write failed: {exc}") from exc
+                self.serial.write((line + "\n").encode("ascii"))
+            except DeviceError as exc:
+                raise DeviceError(f"{self.link_name}: {exc}") from exc
             got: list[str] = []
             deadline = time.monotonic() + timeout_s
             while (left := deadline - time.monotonic()) > 0:
@@ -114,23 +126,17 @@ class SerialLineLink:
                     break
             return got
 
-    def _read(self, port: Any, stop: threading.Event) -> None:
-        buf = bytearray()
-        while not stop.is_set():
-            try:
-                chunk = port.read(max(1, port.in_waiting))
-            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
-                if not stop.is_set():
-                    log.error("%s: read failed: %s", self.link_name, exc)
-                return
-            if not chunk:
+    def _on_event(self, event: str, message: str) -> None:
+        if event in ("lost", "reopened"):
+            self._buf.clear()
+
+    def _on_data(self, chunk: bytes, _now_ns: int) -> None:
+        self._buf += chunk
+        *lines, rest = bytes(self._buf).split(b"\n")
+        self._buf = bytearray(rest[-4096:])
+        for raw in lines:
+            text = raw.rstrip(b"\r").decode("utf-8", errors="backslashreplace").strip()
+            if not text:
                 continue
-            buf += chunk
-            *lines, rest = bytes(buf).split(b"\n")
-            buf = bytearray(rest[-4096:])
-            for raw in lines:
-                text = raw.rstrip(b"\r").decode("utf-8", errors="backslashreplace").strip()
-                if not text:
-                    continue
-                with contextlib.suppress(queue.Full):
-                    self._lines.put_nowait(text)
+            with contextlib.suppress(queue.Full):
+                self._lines.put_nowait(text)

@@ -19,10 +19,15 @@ first-order-lag model of the stand (:mod:`rigwatch.devices.emulators.stand_plant
 the other keys carry synthetic signals. Setting :attr:`Stm32Emulator.silent` makes the board
 stop answering (commands are logged, neither executed nor acknowledged), as a hung board does.
 
+With ``framing="binary"`` the board sends its rows and replies as COBS frames with a CRC-16
+(:mod:`rigwatch.devices.stm32.framing`, ``docs/firmware-protocol.md``): one float32 per key
+of ``channels``, in that order, and one sequence number per frame; commands stay text lines.
+
 The slave side (``start()`` returns its path, e.g. ``/dev/pts/7``) is opened by the driver
 exactly like the board's ``/dev/ttyACM0``. The pty is in raw mode, so no byte is translated and
-commands are not echoed. The pty does not throttle to 230 400 baud: lines arrive as fast as
-written.
+commands are not echoed. A pty does not throttle: bytes arrive as fast as written, unless
+``baudrate`` is given, in which case every write is paced to that UART speed (8N1: 10 bits per
+byte), as the board's UART would.
 
 Tests use :meth:`Stm32Emulator.emit_lines` (exact values) and :meth:`Stm32Emulator.inject`
 (arbitrary raw bytes: malformed or oversized lines, non-UTF-8 junk, a line split in two
@@ -43,9 +48,11 @@ import threading
 import time
 import tty
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Literal
 
 from rigwatch.devices.emulators.stand_plant import StandPlant
 from rigwatch.devices.stm32.codec import SCENARIO_WORDS, VALVE_BITS
+from rigwatch.devices.stm32.framing import FRAME_REPLY, encode_frame, encode_sample
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +153,8 @@ class Stm32Emulator:
         streaming: start streaming in :meth:`start`; when False, call :meth:`start_stream`.
         on_command: called (from the emulator's reader thread) with each command received.
         physics: ``P1``-``P5`` and ``THRUST`` follow the valves (see the module docstring).
+        framing: ``"text"`` (lines) or ``"binary"`` (COBS frames with CRC-16).
+        baudrate: pace writes to this UART speed (8N1); None writes as fast as the pty takes.
 
     Attributes:
         commands: every command line received (without ``\\n``), in order.
@@ -168,11 +177,17 @@ class Stm32Emulator:
         streaming: bool = True,
         on_command: Callable[[str], None] | None = None,
         physics: bool = True,
+        framing: Literal["text", "binary"] = "text",
+        baudrate: int | None = None,
     ) -> None:
         if rate_hz < 0 or not math.isfinite(rate_hz):
             raise ValueError(f"rate_hz must be >= 0, got {rate_hz}")
         if not channels:
             raise ValueError("at least one channel key is needed")
+        if framing not in ("text", "binary"):
+            raise ValueError(f"framing must be 'text' or 'binary', got {framing!r}")
+        if baudrate is not None and baudrate <= 0:
+            raise ValueError(f"baudrate must be > 0, got {baudrate}")
         if line_ending not in ("\n", "\r\n"):
             raise ValueError(f"line_ending must be '\\n' or '\\r\\n', got {line_ending!r}")
         self.rate_hz = float(rate_hz)
@@ -187,6 +202,11 @@ class Stm32Emulator:
         self.silent = False
         self.refusing: str | None = None
         self.physics = physics
+        self.framing = framing
+        self.baudrate = baudrate
+        self.bytes_sent = 0
+        self._seq = 0
+        self._wire_free_at = 0.0
         self.plant = StandPlant()
         self._plant_lock = threading.Lock()
         self._sequence_cancel = threading.Event()
@@ -195,7 +215,7 @@ class Stm32Emulator:
         self.path: str | None = None
         self._master: int | None = None
         self._slave: int | None = None
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()  # held while a frame takes its sequence number
         self._closing = threading.Event()
         self._stream_stop = threading.Event()
         self._stream_thread: threading.Thread | None = None
@@ -323,13 +343,43 @@ class Stm32Emulator:
             fields.append(f"{key}: {text}")
         return (" | ".join(fields) + self.line_ending).encode("utf-8")
 
+    def encode_row(self, values: RowValues, decimals: int | None = None) -> bytes:
+        """One sensor row as the board sends it: a line (:meth:`format_line`) or, with binary
+        framing, a sample frame (float32 per key of ``channels``, NaN for keys ``values``
+        lacks; extra keys ignored), which takes the next sequence number.
+
+        Raises:
+            ValueError: binary framing and a ``str`` value (text cannot be framed as float32).
+        """
+        if self.framing == "text":
+            return self.format_line(values, decimals)
+        if isinstance(values, Mapping):
+            row = [values.get(k, math.nan) for k in self.channels]
+        else:
+            if len(values) != len(self.channels):
+                raise ValueError(f"{len(values)} values for {len(self.channels)} channels")
+            row = list(values)
+        if any(isinstance(v, str) for v in row):
+            raise ValueError("binary frames carry numbers only; use inject() for junk")
+        with self._write_lock:
+            seq = self.take_seq()
+            return encode_sample(seq, [float(v) for v in row])
+
+    def take_seq(self) -> int:
+        """The next frame sequence number (0..65535), consumed."""
+        with self._write_lock:
+            seq = self._seq
+            self._seq = (seq + 1) & 0xFFFF
+            return seq
+
     def emit_lines(self, rows: Iterable[RowValues]) -> None:
-        """Write one sensor line per row, with exactly these values (see :meth:`format_line`),
-        in a single write. Returns once the bytes are in the pty."""
-        data = b"".join(self.format_line(r) for r in rows)
-        count = data.count(b"\n")
-        self._write_all(data)
-        self.lines_sent += count
+        """Write one sensor line (or sample frame) per row, with exactly these values (see
+        :meth:`encode_row`), in a single write. Returns once the bytes are in the pty."""
+        rows = list(rows)
+        with self._write_lock:
+            data = b"".join(self.encode_row(r) for r in rows)
+            self._write_all(data)
+        self.lines_sent += len(rows)
 
     def inject(self, data: bytes) -> None:
         """Write raw bytes as they are (partial lines, junk, oversized lines...)."""
@@ -340,6 +390,10 @@ class Stm32Emulator:
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         with self._write_lock:
+            if self.baudrate is not None:  # the UART is busy for 10 bits per byte (8N1)
+                now = time.monotonic()
+                self._wire_free_at = max(now, self._wire_free_at) + len(data) * 10 / self.baudrate
+            self.bytes_sent += len(data)
             while view:
                 fd = self._master
                 if fd is None or self._closing.is_set():
@@ -350,6 +404,10 @@ class Stm32Emulator:
                     select.select([], [fd], [], 0.1)
                     continue
                 view = view[n:]
+            if self.baudrate is not None:
+                pause = self._wire_free_at - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)  # the UART's pace, not a synchronisation
 
     def _stream(self) -> None:
         period = 1.0 / self.rate_hz
@@ -361,9 +419,10 @@ class Stm32Emulator:
             if self.physics:
                 self.advance_plant(period)
             try:
-                self._write_all(
-                    self.format_line(self.sample(self._stream_index), decimals=self.decimals)
-                )
+                with self._write_lock:
+                    self._write_all(
+                        self.encode_row(self.sample(self._stream_index), decimals=self.decimals)
+                    )
             except (RuntimeError, OSError):
                 return
             self._stream_index += 1
@@ -451,7 +510,12 @@ class Stm32Emulator:
         else:
             reply = f"NACK: unknown command {cmd}"
         try:
-            self._write_all((reply + self.line_ending).encode("utf-8"))
+            with self._write_lock:
+                if self.framing == "binary":
+                    data = encode_frame(FRAME_REPLY, self.take_seq(), reply.encode("utf-8"))
+                else:
+                    data = (reply + self.line_ending).encode("utf-8")
+                self._write_all(data)
         except (RuntimeError, OSError):
             log.debug("emulator stopped before answering %r", cmd)
             return
@@ -473,6 +537,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--crlf", action="store_true", help="end lines with \\r\\n")
     parser.add_argument("--decimals", type=int, default=3, help="decimals of values")
+    parser.add_argument(
+        "--binary", action="store_true", help="send COBS/CRC-16 binary frames instead of lines"
+    )
+    parser.add_argument(
+        "--baud", type=int, default=None, help="pace the output to this UART speed (8N1)"
+    )
     args = parser.parse_args(argv)
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -482,6 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         line_ending="\r\n" if args.crlf else "\n",
         decimals=args.decimals,
         on_command=lambda cmd: print(f"command: {cmd}", flush=True),
+        framing="binary" if args.binary else "text",
+        baudrate=args.baud,
     )
     path = emulator.start()
     print(path, flush=True)
