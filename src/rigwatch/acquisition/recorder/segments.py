@@ -265,7 +265,8 @@ class SegmentRecorder:
         return not thread.is_alive()
 
     def flush(self, timeout_s: float = 30.0) -> int:
-        """Read everything written so far and journal it now (for tests and shutdown hooks).
+        """Read everything written so far and journal it now (for tests and shutdown hooks);
+        segments closed meanwhile are visible when it returns.
 
         Returns:
             The absolute buffer index up to which rows are journaled or in closed segments.
@@ -368,6 +369,7 @@ class SegmentRecorder:
                     self._pump(None)
                     if requests:
                         self._flush(wait=True)
+                        self._await_published()
                         self._answer(requests)
                         requests = []
                     if self._flush_due():
@@ -621,12 +623,16 @@ class SegmentRecorder:
         assert self._writers is not None, "the recorder is not started"
         return self._writers
 
-    def _end_writers(self) -> None:
-        """Wait until every sealed segment is visible (or its failure counted), then end the
-        writer threads."""
+    def _await_published(self) -> None:
+        """Wait until every sealed segment is visible (or its failure counted)."""
         for future in self._publishing:
             future.result()
         self._publishing.clear()
+
+    def _end_writers(self) -> None:
+        """Wait until every sealed segment is visible (or its failure counted), then end the
+        writer threads."""
+        self._await_published()
         if self._writers is not None:
             self._writers.shutdown()
             self._writers = None
