@@ -17,6 +17,7 @@ from rich.table import Column, Table
 from rigwatch.acoustics.cli import app as acoustics_app
 from rigwatch.agent.cli import app as agent_app
 from rigwatch.errors import RigwatchError
+from rigwatch.fleet.cli import app as fleet_app
 
 app = typer.Typer(no_args_is_help=True, help="rigwatch: monitor and control instrumented machines.")
 station_app = typer.Typer(no_args_is_help=True, help="Run a station next to a machine.")
@@ -27,6 +28,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(recordings_app, name="recordings")
 app.add_typer(agent_app, name="agent")
 app.add_typer(acoustics_app, name="acoustics")
+app.add_typer(fleet_app, name="fleet")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -106,7 +108,22 @@ def _serve(
     # the event loop (live stream) waits for the GIL behind threads doing heavy work (queries,
     # encoding); handing it over every millisecond instead of every 5 keeps frames on time
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    _abort_on_signal(server, station)
     _run_until_signal(server)
+
+
+def _abort_on_signal(server: Any, station: Any) -> None:
+    """On SIGTERM or Ctrl-C, ask the station's control part to run the abort sequence at once
+    if the stand is armed, running or holding (it only queues the request: safe in a signal
+    handler); uvicorn then shuts down as usual, and the station's stop waits for ``safe``
+    before the devices close."""
+    handle_exit = server.handle_exit
+
+    def abort_then_exit(sig: int, frame: Any) -> None:
+        station.control.abort_on_signal(signal.Signals(sig).name)
+        handle_exit(sig, frame)
+
+    server.handle_exit = abort_then_exit
 
 
 def _run_until_signal(server: Any) -> None:

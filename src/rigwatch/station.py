@@ -1,9 +1,13 @@
-"""A station: devices, acquisition engine, ring buffers and recorders, assembled from config.
+"""A station: devices, acquisition engine, ring buffers, recorders, the acoustic camera and the
+control part, assembled from config.
 
 The :class:`Station` is synchronous and framework-free; the web layer (``rigwatch.web``) wraps
 it in a FastAPI app and adds the live hub. Start order: recover journals of segments a crash
 left open, apply retention to the recordings directory, start recorders (so they see every row
-from index 0), then the engine.
+from index 0), then the engine, then the control part
+(:class:`~rigwatch.control.service.StationControl`). Stop order: the control part first (an
+abort sequence during a hot sequence still reaches the valves through the acquisition
+device's port), then acquisition and recorders.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from rigwatch.acquisition.recorder import (
     save_buffer_snapshot,
 )
 from rigwatch.config.station import StationConfig
+from rigwatch.control.service import StationControl
+from rigwatch.control.system_mode import ModeState, SystemMode
 from rigwatch.counters import Counters
 from rigwatch.devices.protocols import AcquisitionDevice
 from rigwatch.devices.registry import DriverContext, build_device
-from rigwatch.modes import ModeMachine, ModeState
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +52,17 @@ class Station:
         retention: the recordings directory's :class:`Retention`, shared by the recorders;
             run at start, after each closed segment and after each buffer snapshot.
         acoustics: the acoustic camera (``[acoustics]``), or ``None``.
+        control: the control part (:class:`~rigwatch.control.service.StationControl`;
+            without ``[control]``: no actuators, no scenarios). Simulated, its audit log is
+            kept in the recordings directory (under the configured file name), apart from the
+            real stand's.
+        modes: the system mode, i.e. the scenario runner's state
+            (:mod:`rigwatch.control.system_mode`).
 
     Raises:
         DeviceError: a device cannot be built (a replay file that does not load...).
         AcousticsError: the acoustic camera's array or band does not fit its device.
+        ConfigError: a scenario does not fit the station.
     """
 
     def __init__(
@@ -88,7 +100,14 @@ class Station:
             self.acoustics = AcousticCamera(
                 config.acoustics, self.engine.streams[config.acoustics.device], self.counters
             )
-        self.modes = ModeMachine()
+        control = config.control
+        if control is not None and simulate:
+            # a simulated run never writes into the real stand's audit log: it keeps its own
+            # beside its recordings
+            audit = config.recorder.directory / control.audit.name
+            control = control.model_copy(update={"audit": audit})
+        self.control = StationControl(control, self.engine, self.counters, simulate=simulate)
+        self.modes: SystemMode = self.control.system_mode
         self.started_monotonic: float | None = None
         self.recovered: list[Path] = []
 
@@ -124,11 +143,14 @@ class Station:
         if self.acoustics is not None:
             self.acoustics.start()  # reads from the first block on
         self.engine.start()
+        self.control.start()
         self.started_monotonic = time.monotonic()
 
     def stop(self) -> None:
-        """Stop acquisition and the acoustic camera, then close every recorder's open segment.
+        """Stop the control part (running the abort sequence first when the stand is hot),
+        acquisition and the acoustic camera, then close every recorder's open segment.
         Idempotent."""
+        self.control.stop()
         self.engine.stop()
         if self.acoustics is not None:
             self.acoustics.stop()
@@ -137,16 +159,17 @@ class Station:
 
     @property
     def mode(self) -> str:
-        """The current operating mode's name (see :mod:`rigwatch.modes`)."""
+        """The current operating mode's name: the scenario runner's state (see
+        :mod:`rigwatch.control.system_mode`)."""
         return self.modes.mode.value
 
-    def set_mode(self, mode: str) -> ModeState:
-        """Request a change of operating mode.
+    def set_mode(self, mode: str, who: str = "api", source: str = "api") -> ModeState:
+        """Request a change of operating mode, mapped onto the scenario runner.
 
         Raises:
-            ModeRefused: unknown mode or a change the transition table does not allow.
+            ModeRefused: unknown mode or a change the runner's table does not allow.
         """
-        return self.modes.request(mode)
+        return self.modes.request(mode, who, source=source)
 
     def save_buffers(self, device: str | None = None, last_n: int | None = None) -> list[Path]:
         """Write ring-buffer content to Parquet snapshots, one file per (non-empty) device,

@@ -96,8 +96,8 @@ def test_errors_are_problem_details_naming_the_cause(served, tmp_path: Path) -> 
     (rec / "junk.parquet").write_bytes(b"PAR1" + b"\0" * 100)
     junk = httpx.get(f"{base}/api/parquet_data/junk.parquet")
     assert junk.status_code == 422 and "not a readable Parquet" in junk.json()["detail"]
-    mode = httpx.post(f"{base}/api/system_mode/safe")
-    assert mode.status_code == 409 and "interlocks" in mode.json()["detail"]
+    mode = httpx.post(f"{base}/api/system_mode/safe")  # an abort, with nothing to run here
+    assert mode.status_code == 409 and "no safing scenario" in mode.json()["detail"]
     errors = httpx.get(f"{base}/api/status").json()["errors"]
     assert errors["http.rejected_request"] == 4 and errors["http.mode_refused"] == 1
 
@@ -118,25 +118,43 @@ def test_an_unexpected_failure_is_a_counted_500(served, monkeypatch: pytest.Monk
     assert "Input/output error" in status["error_messages"]["http.server_error"]
 
 
-def test_mode_changes_over_rest_follow_the_table(served) -> None:
+def _lease(base: str, headers: dict[str, str] | None = None) -> dict[str, str]:
+    r = httpx.post(
+        f"{base}/api/control/authority",
+        json={"action": "request", "client": "ana"},
+        headers=headers or {},
+    )
+    assert r.status_code == 200, r.text
+    return {"X-Control-Lease": r.json()["lease"]}
+
+
+def test_mode_changes_over_rest_follow_the_runners_table(served) -> None:
     station, _, base = served
-    r = httpx.post(f"{base}/api/system_mode/test")
-    assert r.status_code == 200 and r.json()["mode"] == "test"
-    r = httpx.post(f"{base}/api/system_mode/maintenance")
-    assert r.status_code == 409 and "from test a station may go to: idle, monitoring" in r.text
-    assert station.mode == "test"
+    lease = _lease(base)
+    r = httpx.post(f"{base}/api/system_mode/armed", headers=lease)
+    assert r.status_code == 200 and r.json()["mode"] == "armed"
+    r = httpx.post(f"{base}/api/system_mode/holding", headers=lease)
+    assert r.status_code == 409 and "cannot hold while armed: nothing is running" in r.text
+    assert station.mode == "armed"
+    r = httpx.post(f"{base}/api/system_mode/maintenance", headers=lease)
+    assert r.status_code == 409 and "unknown mode 'maintenance'" in r.text
 
 
 def test_writes_from_a_foreign_origin_are_refused(served) -> None:
     station, _dev, base = served
     host = base.removeprefix("http://")
     evil = httpx.post(
-        f"{base}/api/system_mode/monitoring", headers={"Origin": "https://evil.example"}
+        f"{base}/api/control/authority",
+        json={"action": "request", "client": "eve"},
+        headers={"Origin": "https://evil.example"},
     )
     assert evil.status_code == 403 and "evil.example" in evil.json()["detail"]
-    assert station.mode == "idle"
-    same = httpx.post(f"{base}/api/system_mode/monitoring", headers={"Origin": f"http://{host}"})
-    assert same.status_code == 200 and station.mode == "monitoring"
+    assert station.control.authority.holder == ""
+    lease = _lease(base, {"Origin": f"http://{host}"})
+    same = httpx.post(
+        f"{base}/api/system_mode/armed", headers={"Origin": f"http://{host}", **lease}
+    )
+    assert same.status_code == 200 and station.mode == "armed"
     # reads stay open to any origin
     assert httpx.get(f"{base}/api/status", headers={"Origin": "https://evil.example"}).is_success
     assert httpx.get(f"{base}/api/status").json()["errors"]["http.forbidden_origin"] == 1
@@ -149,13 +167,17 @@ def test_a_station_beyond_localhost_needs_the_token_to_write(tmp_path: Path) -> 
     station = Station(cfg, devices=[ListDevice("dev")])
     with serve(station, access=access) as addr:
         base = f"http://{addr}"
-        r = httpx.post(f"{base}/api/system_mode/test")
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        lease = _lease(base, auth)
+        r = httpx.post(f"{base}/api/system_mode/armed", headers=lease)
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-        r = httpx.post(f"{base}/api/system_mode/test", headers={"Authorization": "Bearer nope"})
+        r = httpx.post(
+            f"{base}/api/system_mode/armed", headers={"Authorization": "Bearer nope", **lease}
+        )
         assert r.status_code == 401
         assert station.mode == "idle"
-        r = httpx.post(f"{base}/api/system_mode/test", headers={"Authorization": f"Bearer {TOKEN}"})
-        assert r.status_code == 200 and station.mode == "test"
+        r = httpx.post(f"{base}/api/system_mode/armed", headers={**auth, **lease})
+        assert r.status_code == 200 and station.mode == "armed"
         assert httpx.get(f"{base}/api/status").json()["errors"]["http.unauthorized"] == 2
 
 
@@ -276,18 +298,22 @@ def test_websocket_commands_need_the_token_beyond_localhost(tmp_path: Path) -> N
         with connect(f"ws://{addr}/ws", open_timeout=10) as ws:
             ws.send('{"type": "system_mode"}')  # reading the mode needs nothing
             assert _recv(ws) == {"type": "system_mode", "mode": "idle"}
-            ws.send('{"type": "system_mode", "mode": "test"}')
+            ws.send('{"type": "system_mode", "mode": "armed"}')
             e = _recv(ws)
             assert e["code"] == "unauthorized" and "?token=" in e["message"]
+            ws.send('{"type": "control_authority", "action": "request", "client": "ana"}')
+            assert _recv(ws)["code"] == "unauthorized"
         assert station.mode == "idle"
         with connect(f"ws://{addr}/ws?token={TOKEN}", open_timeout=10) as ws:
-            ws.send('{"type": "system_mode", "mode": "test"}')
-            assert _recv(ws) == {"type": "system_mode", "mode": "test"}
+            ws.send('{"type": "control_authority", "action": "request", "client": "ana"}')
+            lease = _recv(ws)["lease"]
+            ws.send('{"type": "system_mode", "mode": "armed"}')
+            assert _recv(ws) == {"type": "system_mode", "mode": "armed"}
         headers = {"Authorization": f"Bearer {TOKEN}"}
         with connect(f"ws://{addr}/ws", additional_headers=headers, open_timeout=10) as ws:
-            ws.send('{"type": "system_mode", "mode": "monitoring"}')
-            assert _recv(ws) == {"type": "system_mode", "mode": "monitoring"}
-        assert httpx.get(f"http://{addr}/api/status").json()["errors"]["ws.unauthorized"] == 1
+            ws.send(f'{{"type": "system_mode", "mode": "idle", "lease": "{lease}"}}')
+            assert _recv(ws) == {"type": "system_mode", "mode": "idle"}
+        assert httpx.get(f"http://{addr}/api/status").json()["errors"]["ws.unauthorized"] == 2
 
 
 def test_cpu_budget_refuses_while_in_debt_and_recovers_at_its_share() -> None:

@@ -139,15 +139,17 @@ def test_websocket_bad_messages_get_error_frames_and_are_counted(running):
         ws.send(json.dumps({"type": "system_mode", "mode": "warp"}))
         e = recv(ws)
         assert e["code"] == "mode_refused" and "unknown mode 'warp'" in e["message"]
-        ws.send(json.dumps({"type": "system_mode", "mode": "safe"}))
+        ws.send(json.dumps({"type": "system_mode", "mode": "safe"}))  # nothing to abort with
         e = recv(ws)
-        assert e["code"] == "mode_refused" and "interlocks" in e["message"]
+        assert e["code"] == "mode_refused" and "no safing scenario" in e["message"]
         # the connection still works after all of that
-        ws.send(json.dumps({"type": "system_mode", "mode": "test"}))
-        assert recv(ws) == {"type": "system_mode", "mode": "test"}
-        ws.send(json.dumps({"type": "system_mode", "mode": "maintenance"}))
+        ws.send(json.dumps({"type": "control_authority", "action": "request", "client": "a"}))
+        assert recv(ws)["holder"] == "a"
+        ws.send(json.dumps({"type": "system_mode", "mode": "armed"}))
+        assert recv(ws) == {"type": "system_mode", "mode": "armed"}
+        ws.send(json.dumps({"type": "system_mode", "mode": "holding"}))
         e = recv(ws)
-        assert e["code"] == "mode_refused" and "from test a station may go to" in e["message"]
+        assert e["code"] == "mode_refused" and "nothing is running" in e["message"]
         ws.send(json.dumps({"type": "ping"}))
         assert recv(ws) == {"type": "pong"}
     errors = httpx.get(f"http://{addr}/api/status").json()["errors"]
@@ -155,7 +157,7 @@ def test_websocket_bad_messages_get_error_frames_and_are_counted(running):
     assert errors["ws.oversized"] == 1 and errors["ws.invalid_field"] == 1
     assert errors["ws.mode_refused"] == 3
     assert errors["ws.unknown_device"] == 1 and errors["ws.unknown_channel"] == 1
-    assert station.mode == "test"
+    assert station.mode == "armed"
 
 
 def test_recordings_listing_data_download_and_path_traversal(running):

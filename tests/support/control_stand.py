@@ -1,7 +1,8 @@
 """A test stand for the control part's tests: the STM32 firmware emulator on a pty, the stm32
 driver reading it, a feeder thread standing in for acquisition (blocks -> latest values and
-redlines), the valve bank sharing the driver's port, the Arduino emulator, the shipped
-control config and scenarios, an audit log in a temporary folder."""
+redlines), the valve bank sharing the driver's port, the Arduino emulator, the ``[control]``
+section of configs/rocket_stand.toml and the shipped scenarios, an audit log in a temporary
+folder."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rigwatch.config.base import ChannelConfig
-from rigwatch.config.control import ArduinoMotorsConfig, ControlConfig
+from rigwatch.config.control import ArduinoMotorsConfig, StationControlConfig
 from rigwatch.config.loader import load_config
 from rigwatch.control.audit import AuditLog
 from rigwatch.control.backends.build import build_backend
@@ -26,8 +27,15 @@ from rigwatch.devices.stm32.codec import SCENARIO_WORDS
 from rigwatch.devices.stm32.device import Stm32Device, Stm32DeviceConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-CONTROL_CONFIG = ROOT / "configs" / "control" / "rocket_stand.toml"
+STATION_CONFIG = ROOT / "configs" / "rocket_stand.toml"
 SCENARIOS = ROOT / "configs" / "scenarios"
+
+
+def rocket_control_config() -> StationControlConfig:
+    """The ``[control]`` section of configs/rocket_stand.toml (validated with the station)."""
+    control = load_config(STATION_CONFIG).control
+    assert control is not None, f"{STATION_CONFIG} has no [control] section"
+    return control
 
 
 @dataclass
@@ -88,7 +96,7 @@ def make_stand(tmp_path: Path, rate_hz: float = 400.0) -> Stand:
     device = Stm32Device(dev_cfg)
     device.start()
     emulator.start_stream()  # after the port is open (opening flushes input)
-    cfg = load_config(CONTROL_CONFIG, ControlConfig)
+    cfg = rocket_control_config()
     backends = []
     for b in cfg.actuators:
         if isinstance(b, ArduinoMotorsConfig):

@@ -25,7 +25,17 @@ def _load_agent(path: Path) -> object:
     return load_agent_config(path)
 
 
-OTHER_PARTS = {"fleet_rules.toml": _load_fleet_rules, "agent.toml": _load_agent}
+def _load_fleet(path: Path) -> object:
+    from rigwatch.fleet.config import load_fleet_config
+
+    return load_fleet_config(path)
+
+
+OTHER_PARTS = {
+    "fleet_rules.toml": _load_fleet_rules,
+    "agent.toml": _load_agent,
+    "fleet.toml": _load_fleet,
+}
 """Example configs of the other parts (fleet, agent, pipeline) and the loader of each: every
 file in configs/ is either a station config or listed here."""
 STATION_EXAMPLES = [p for p in EXAMPLES if p.name not in OTHER_PARTS]

@@ -17,7 +17,7 @@ from rigwatch.config.drivers import register_driver, unregister_driver
 from rigwatch.config.station import StationConfig
 from rigwatch.counters import Counters
 from rigwatch.devices.mock import ListDevice, ramp_block
-from rigwatch.devices.nidaq import NidaqDevice
+from rigwatch.devices.nidaq import NidaqDevice, NidaqDeviceConfig
 from rigwatch.devices.registry import Driver, DriverContext, build_device, drivers, get_driver
 from rigwatch.devices.stm32 import SimulatedStm32Device
 from rigwatch.errors import ConfigError, DeviceError
@@ -161,13 +161,16 @@ def test_simulated_nidaq_produces_configured_volts_calibrated_by_the_engine() ->
     # pressure = 46.18 x V - 25.7, as the engine applies it
     bar = 46.18 * volts - 25.7
     assert 5.6 < bar < 7.6
-    mic = build_device(next(d for d in cfg.devices if d.name == "microphones"), simulate=True)
+    mic_cfg = next(d for d in cfg.devices if d.name == "microphones")
+    assert isinstance(mic_cfg, NidaqDeviceConfig)
+    mic = build_device(mic_cfg, simulate=True)
     mic.start()
     try:
         b = mic.read_block(2.0)
     finally:
         mic.stop()
-    assert b is not None and b.data.shape == (4800, 9)
+    rows = round(mic_cfg.block_duration_s * mic_cfg.sample_rate_hz)
+    assert b is not None and b.data.shape == (rows, 9)
     # the microphones play the acoustic demo recording (Pa) through their 20 Pa/V calibration
     scene = read_recording(ROOT / "data" / "acoustics" / "ball_mill_scene.h5")
-    np.testing.assert_allclose(b.data * 20.0, scene.data[:4800], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.data * 20.0, scene.data[:rows], rtol=1e-5, atol=1e-6)

@@ -13,7 +13,7 @@
 import type { AcousticAudioFrame } from "../acoustic-frames";
 
 /** Delay given to the first frame (and after an underrun) before it plays, s. */
-const START_LEAD_S = 0.1;
+const START_LEAD_S = 0.06;
 /** Queued sound beyond which frames are dropped, s. */
 const MAX_AHEAD_S = 0.4;
 

@@ -7,6 +7,7 @@ A ``[control]`` table::
     audit = "control_audit.sqlite"
     scenarios = ["scenarios"]            # TOML files, or folders of them
     safing_scenario = "emergency"       # whose abort sequence runs when no scenario runs
+    operator_timeout_s = 5.0            # the station's watchdogs (StationControlConfig)
 
     [[control.actuators]]
     type = "stm32_valves"               # shares the port of the stm32 acquisition device
@@ -293,6 +294,26 @@ class ControlConfig(Strict):
                     f"actuators: {', '.join(actuators)}"
                 )
         return self
+
+
+class StationControlConfig(ControlConfig):
+    """The ``[control]`` table of a station: the control part's actuators, interlocks, audit
+    log and scenarios (:class:`~rigwatch.config.control.ControlConfig`), and the station's
+    watchdogs around them.
+
+    Attributes:
+        operator_timeout_s: the control authority's lease: the controlling client renews it
+            (``POST /api/control/authority`` with ``renew``, or a WebSocket ``heartbeat``) at
+            least this often; when it lapses while the stand is armed, running or holding,
+            the operator watchdog aborts.
+        watchdog_interval_s: how often the staleness, operator and device-loss watchdogs run.
+        shutdown_abort_s: on SIGTERM or Ctrl-C during a hot sequence, the longest wait for the
+            abort sequence to reach ``safe`` before the process goes on exiting.
+    """
+
+    operator_timeout_s: float = Field(default=5.0, ge=0.05, le=600)
+    watchdog_interval_s: float = Field(default=0.1, ge=0.005, le=5)
+    shutdown_abort_s: float = Field(default=30.0, gt=0, le=600)
 
 
 def actuator_names(config: ControlConfig) -> list[str]:

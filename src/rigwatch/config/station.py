@@ -19,6 +19,7 @@ from pydantic import Field, create_model, model_validator
 
 from rigwatch.config.acoustics import AcousticCameraConfig
 from rigwatch.config.base import DeviceConfig, Name, ResolvedPath, Strict
+from rigwatch.config.control import StationControlConfig, Stm32ValvesConfig
 from rigwatch.config.drivers import load_drivers
 from rigwatch.errors import ConfigError
 from rigwatch.recordings.codecs import Codec
@@ -243,6 +244,7 @@ class StationConfig(Strict):
     api: ApiConfig = ApiConfig()
     pressure_push: PressurePushConfig | None = None
     acoustics: AcousticCameraConfig | None = None
+    control: StationControlConfig | None = None
     devices: list[DeviceConfig] = Field(
         min_length=1, description="One entry per device; keys depend on its driver."
     )
@@ -283,6 +285,17 @@ class StationConfig(Strict):
                 )
         if self.acoustics is not None:
             self._check_acoustics(self.acoustics)
+        if self.control is not None:
+            for backend in self.control.actuators:
+                if not isinstance(backend, Stm32ValvesConfig):
+                    continue
+                dev = next((d for d in self.devices if d.name == backend.device), None)
+                if dev is None or dev.driver != "stm32":
+                    stm32 = [d.name for d in self.devices if d.driver == "stm32"]
+                    raise ValueError(
+                        f"control.actuators {backend.name!r}: device {backend.device!r} is not "
+                        f"an stm32 device of this station (stm32 devices: {stm32 or 'none'})"
+                    )
         return self
 
     def _check_acoustics(self, cam: AcousticCameraConfig) -> None:

@@ -1,4 +1,4 @@
-"""Fleet: the central server of machines, rules, alerts and history (planned).
+"""Fleet: the central server of machines, rules, alerts, history and live updates (docs/fleet.md).
 
 Layer rule (docs/architecture.md): uses ``config``, ``recordings`` and ``wire``; never
 ``station``, ``web``, ``acquisition`` or ``devices``; never ``agent`` or ``pipeline`` (they meet

@@ -198,7 +198,9 @@ class LegacyAudioData(BaseModel):
 
 
 class LegacyStatus(BaseModel):
-    """``GET /status``: the ball mill's former servers' status fields in one reply."""
+    """``GET /status``: the ball mill's former servers' status fields in one reply: acquisition
+    and mapping (without a camera: the acquisition devices' state, no maps), playback, and the
+    valve server's Pi connection and valve states (empty without GPIO valves)."""
 
     is_running: bool
     status: str
@@ -207,3 +209,8 @@ class LegacyStatus(BaseModel):
     selected_pixels: list[tuple[int, int]]
     playing: list[tuple[int, int]]
     is_playing: bool
+    pi_connected: bool = Field(default=False, description="The GPIO valves' Pi is connected.")
+    pi_ip: str | None = Field(default=None, description="The Pi running the pigpio daemon.")
+    valve_states: list[bool | None] = Field(
+        default_factory=list, description="Each valve: true open, false closed, null unknown."
+    )

@@ -7,13 +7,15 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
 from rigwatch.acquisition.live import LiveHub
+from rigwatch.errors import AuthorityRefused
 from rigwatch.station import Station
+from rigwatch.web.control_feed import ControlFeed
 from rigwatch.web.limits import QueryGate, SnapshotGate
 from rigwatch.web.security import AccessPolicy
 
@@ -36,6 +38,7 @@ class WebContext:
     queries: QueryGate
     snapshots: SnapshotGate
     heavy: ThreadPoolExecutor
+    control_feed: ControlFeed | None = field(default=None)
 
     async def run_heavy(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` on a :attr:`heavy` thread, awaited; its CPU time is charged to the
@@ -54,14 +57,14 @@ class WebContext:
         return await loop.run_in_executor(self.heavy, timed)
 
 
-def get_context(request: Request) -> WebContext:
-    """The app's :class:`WebContext`."""
+async def get_context(request: Request) -> WebContext:
+    """The app's :class:`WebContext` (async: no thread hop for a lookup)."""
     ctx: WebContext = request.app.state.web
     return ctx
 
 
-def get_station(ctx: Annotated[WebContext, Depends(get_context)]) -> Station:
-    """The station served."""
+async def get_station(ctx: Annotated[WebContext, Depends(get_context)]) -> Station:
+    """The station served (async: no thread hop for a lookup)."""
     return ctx.station
 
 
@@ -69,9 +72,10 @@ Context = Annotated[WebContext, Depends(get_context)]
 StationDep = Annotated[Station, Depends(get_station)]
 
 
-def require_writer(request: Request, ctx: Context) -> None:
+async def require_writer(request: Request, ctx: Context) -> None:
     """Refuse a write or command from a foreign web origin (403) or without the required
-    token (401, ``WWW-Authenticate: Bearer``); both counted."""
+    token (401, ``WWW-Authenticate: Bearer``); both counted. (Async: it never blocks, and a
+    command then needs no thread hop before its endpoint.)"""
     counters = ctx.station.counters
     origin = request.headers.get("origin")
     if not ctx.access.origin_allowed(origin, request.headers.get("host")):
@@ -88,3 +92,83 @@ def require_writer(request: Request, ctx: Context) -> None:
 
 
 Writer = Depends(require_writer)
+
+
+async def require_control_writer(request: Request, ctx: Context) -> None:
+    """:func:`require_writer` for commands to actuators and the runner: a refusal is also
+    recorded in the control audit log."""
+    try:
+        await require_writer(request, ctx)
+    except HTTPException as exc:
+        audit = ctx.station.control.audit
+        if audit is not None:
+            await asyncio.to_thread(
+                audit.record,
+                who=client_label(request),
+                source="api",
+                action="command",
+                target=f"{request.method} {request.url.path}",
+                result="refused",
+                reason=str(exc.detail),
+            )
+        raise
+
+
+ControlWriter = Depends(require_control_writer)
+""":data:`Writer` for control commands (refusals audited)."""
+
+
+LEASE_HEADER = "X-Control-Lease"
+"""Header carrying the control authority's lease with a command."""
+
+
+def client_label(request: Request) -> str:
+    """``anonymous@<address>``: who a request without control authority came from."""
+    host = request.client.host if request.client is not None else "unknown"
+    return f"anonymous@{host}"
+
+
+def authority_refused(
+    station: Station, exc: AuthorityRefused, who: str, what: str, source: str
+) -> None:
+    """Audit and count a command refused for want of control authority."""
+    station.counters.inc("control.no_authority", message=str(exc))
+    audit = station.control.audit
+    if audit is not None:
+        audit.record(
+            who=who,
+            source=source,
+            action="command",
+            target=what,
+            result="refused",
+            reason=str(exc),
+        )
+
+
+def check_authority(request: Request, ctx: WebContext) -> str:
+    """The name of the client holding control authority, when the request carries its lease
+    (``X-Control-Lease``). Refused, audited and counted otherwise: 409 when another client
+    holds authority, 403 when nobody does."""
+    control = ctx.station.control
+    try:
+        lease = control.authority.check(request.headers.get(LEASE_HEADER))
+    except AuthorityRefused as exc:
+        authority_refused(
+            ctx.station, exc, client_label(request), f"{request.method} {request.url.path}", "api"
+        )
+        raise HTTPException(409 if exc.holder else 403, str(exc)) from None
+    return lease.holder
+
+
+async def require_authority(request: Request, ctx: Context) -> str:
+    """:func:`check_authority` as a dependency: checked on the event loop, the refusal's audit
+    row written on a thread."""
+    try:
+        ctx.station.control.authority.check(request.headers.get(LEASE_HEADER))
+    except AuthorityRefused:
+        return await asyncio.to_thread(check_authority, request, ctx)  # raises, audited
+    return check_authority(request, ctx)
+
+
+Operator = Annotated[str, Depends(require_authority)]
+"""The controlling client's name (a dependency refusing every other client)."""

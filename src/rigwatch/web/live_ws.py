@@ -24,8 +24,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, Protocol
 
 import msgpack
 from fastapi import WebSocket, WebSocketDisconnect
@@ -38,7 +38,6 @@ from rigwatch.acquisition.live import (
     error_frame,
     pack,
 )
-from rigwatch.errors import ModeRefused
 from rigwatch.station import Station
 from rigwatch.web import views
 from rigwatch.web.acoustics_feed import AcousticsFeed, FeedSubscription
@@ -95,6 +94,20 @@ class SubscribeAcousticsMsg(_Msg):
 class SystemModeMsg(_Msg):
     type: Literal["system_mode"]
     mode: str | None = None
+
+
+class SessionExtension(Protocol):
+    """More message types for a session (the control channel): ``handlers`` by type (they
+    take precedence over the session's own), ``close()`` when the session ends."""
+
+    @property
+    def handlers(self) -> Mapping[str, Callable[[dict[str, Any]], Awaitable[None]]]:
+        """Message handlers by type."""
+        ...
+
+    def close(self) -> None:
+        """The session ended."""
+        ...
 
 
 class MessageRejected(Exception):
@@ -207,6 +220,9 @@ class LiveSession:
         may_command: the connection may send commands (a ``system_mode`` change): it came
             with the token, or none is required. Reading is always allowed.
         acoustics: the acoustic camera's frames (``subscribe_acoustics``), if it has one.
+        extension: builds the session's extra message handlers (the control channel:
+            ``system_mode`` changes, valve and motor commands, authority, heartbeat). Without
+            it, ``system_mode`` only reads the mode.
     """
 
     def __init__(
@@ -217,6 +233,7 @@ class LiveSession:
         *,
         may_command: bool = True,
         acoustics: AcousticsFeed | None = None,
+        extension: Callable[[LiveSession], SessionExtension] | None = None,
     ) -> None:
         self.ws = ws
         self.hub = hub
@@ -231,6 +248,8 @@ class LiveSession:
         self._receiving: asyncio.Task | None = None
         self.acoustics = acoustics
         self._acoustic: tuple[FeedSubscription, asyncio.Task] | None = None
+        self._make_extension = extension
+        self._extension: SessionExtension | None = None
 
     async def run(self) -> None:
         """Receive and answer messages until the client goes or is evicted; then end every
@@ -241,6 +260,8 @@ class LiveSession:
             self.counters.inc("ws.refused_max_clients", message=f"connection refused: {reason}")
             await self._close(CLOSE_TRY_AGAIN_LATER, reason)
             return
+        if self._make_extension is not None:
+            self._extension = self._make_extension(self)
         receiving = asyncio.create_task(self._receive())
         self._receiving = receiving
         try:
@@ -254,6 +275,8 @@ class LiveSession:
             for sub in list(self.subs.values()):
                 self._cancel(sub)
             self._end_acoustics()
+            if self._extension is not None:
+                self._extension.close()
             self.hub.release()
 
     async def send(self, data: bytes) -> None:
@@ -344,7 +367,7 @@ class LiveSession:
 
     async def _handle(self, obj: dict[str, Any]) -> None:
         mtype = obj["type"]
-        handler = {
+        own: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
             "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe,
             "get_sensors": self._get_sensors,
@@ -352,12 +375,15 @@ class LiveSession:
             "ping": self._ping,
             "subscribe_acoustics": self._subscribe_acoustics,
             "unsubscribe_acoustics": self._unsubscribe_acoustics,
-        }.get(mtype)
+        }
+        extra = self._extension.handlers if self._extension is not None else {}
+        handler = extra.get(mtype, own.get(mtype))
         if handler is None:
             shown = mtype if len(mtype) <= 64 else mtype[:64] + "..."
+            known = [*MESSAGE_TYPES, *(t for t in extra if t not in MESSAGE_TYPES)]
             raise MessageRejected(
                 "unknown_type",
-                f"unknown message type {shown!r}; expected one of {', '.join(MESSAGE_TYPES)}",
+                f"unknown message type {shown!r}; expected one of {', '.join(known)}",
             )
         try:
             await handler(obj)
@@ -405,16 +431,9 @@ class LiveSession:
     async def _system_mode(self, obj: dict[str, Any]) -> None:
         m = SystemModeMsg.model_validate(obj)
         if m.mode is not None:
-            if not self.may_command:
-                raise MessageRejected(
-                    "unauthorized",
-                    "this station requires a token for commands: open the WebSocket with "
-                    "?token=<token> or an Authorization: Bearer header",
-                )
-            try:
-                self.station.set_mode(m.mode)
-            except ModeRefused as exc:
-                raise MessageRejected("mode_refused", str(exc)) from None
+            raise MessageRejected(
+                "mode_refused", "this connection has no control channel: the mode is read-only"
+            )
         await self.send(pack({"type": "system_mode", "mode": self.station.mode}))
 
     async def _ping(self, _obj: dict[str, Any]) -> None:

@@ -109,7 +109,10 @@ class StationStatus(BaseModel):
     """``GET /api/status``: devices, recorders, live clients, mode and error counters."""
 
     station: str
-    mode: str = Field(description="idle, monitoring, test or maintenance.")
+    mode: str = Field(
+        description="The scenario runner's state: idle, armed, running, holding, aborting, "
+        "safe or done."
+    )
     mode_since: str = Field(description="When the mode was entered, ISO 8601 UTC.")
     simulated: bool = Field(description="Started with --simulate.")
     uptime_s: float

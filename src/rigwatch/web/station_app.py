@@ -3,9 +3,10 @@
 Endpoints keep the paths of the test-stand backend users run today (``/api/hello``,
 ``/api/status``, ``/api/sensors``, ``/api/buffer_status``, ``/api/save_sensor_buffer``,
 ``/api/system_mode/{mode}``, ``/api/parquet_files``, ``/api/parquet_data/{filename}``,
-``/ws``) and the ball mill's pressure push. Routers per area live in
-:mod:`rigwatch.web.routers`, response models in :mod:`rigwatch.web.schemas`; the live protocol
-is documented in ``docs/live-protocol.md``.
+``/api/valves``, ``/api/step_motor``, ``/api/scenario/{name}``, ``/ws``), the ball mill's
+pressure push, valve and PLC endpoints, and the typed control API (``/api/control...``).
+Routers per area live in :mod:`rigwatch.web.routers`, response models in
+:mod:`rigwatch.web.schemas`; the live protocol is documented in ``docs/live-protocol.md``.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from rigwatch.station import Station
 from rigwatch.threads import background_pool
 from rigwatch.web import views
 from rigwatch.web.acoustics_feed import AcousticsFeed
+from rigwatch.web.control_feed import ControlFeed
+from rigwatch.web.control_ws import ControlChannel
 from rigwatch.web.deps import WebContext
 from rigwatch.web.limits import CpuBudget, QueryGate, SnapshotGate
 from rigwatch.web.live_ws import LiveSession
 from rigwatch.web.problems import document_problems, install_problem_handlers
-from rigwatch.web.routers import acoustics, recordings
+from rigwatch.web.routers import acoustics, control, recordings
 from rigwatch.web.routers import station as station_routes
 from rigwatch.web.security import AccessPolicy
 
@@ -66,12 +69,14 @@ def create_app(
     api = station.config.api
     heavy = background_pool(api.max_concurrent_queries + 1, "api-heavy")
     feed = None if station.acoustics is None else AcousticsFeed(station.acoustics, counters)
+    control_feed = ControlFeed(station)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         hub.attach(asyncio.get_running_loop())
         if feed is not None:
             feed.attach(asyncio.get_running_loop())
+        control_feed.attach(asyncio.get_running_loop())
         if manage_station:
             await asyncio.to_thread(station.start)
         # long-lived objects of the app and the station leave the collector's view: a full
@@ -84,6 +89,7 @@ def create_app(
             hub.detach()
             if feed is not None:
                 feed.detach()
+            control_feed.detach()
             heavy.shutdown(wait=False, cancel_futures=True)
             if manage_station:
                 await asyncio.to_thread(station.stop)
@@ -105,6 +111,7 @@ def create_app(
         ),
         snapshots=SnapshotGate(api.snapshot_min_interval_s),
         heavy=heavy,
+        control_feed=control_feed,
     )
     install_problem_handlers(app, counters)
     document_problems(app)
@@ -118,6 +125,7 @@ def create_app(
     app.include_router(station_routes.router)
     app.include_router(recordings.router)
     app.include_router(acoustics.router)
+    app.include_router(control.router)
 
     @app.websocket("/ws")
     async def ws_live(ws: WebSocket) -> None:
@@ -128,7 +136,14 @@ def create_app(
             return
         may_command = policy.token_ok(ws.headers.get("authorization"), ws.query_params.get("token"))
         await ws.accept()
-        await LiveSession(ws, hub, station, may_command=may_command, acoustics=feed).run()
+        await LiveSession(
+            ws,
+            hub,
+            station,
+            may_command=may_command,
+            acoustics=feed,
+            extension=lambda session: ControlChannel(session, control_feed),
+        ).run()
 
     if push is not None:
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from rigwatch.config.control import ControlConfig
-from rigwatch.config.loader import load_config
 from rigwatch.control.actuators import ActuatorSpec
 from rigwatch.control.scenarios import load_scenario, load_scenarios
 from rigwatch.devices.emulators.stm32 import FIRMWARE_KEYS
 from rigwatch.devices.stm32.codec import SCENARIO_WORDS
 from rigwatch.errors import ConfigError
+from support.control_stand import rocket_control_config
 
 ROOT = Path(__file__).resolve().parents[3]
 SPECS = {
@@ -40,7 +40,7 @@ def load(p: Path) -> object:
 
 
 def test_control_shipped_scenarios_and_control_config_load() -> None:
-    cfg = load_config(ROOT / "configs" / "control" / "rocket_stand.toml", ControlConfig)
+    cfg = rocket_control_config()
     assert [b.type for b in cfg.actuators] == ["stm32_valves", "arduino_motors"]
     scenarios = load_scenarios(
         [ROOT / "configs" / "scenarios"], SPECS, FIRMWARE_KEYS, SCENARIO_WORDS

@@ -22,7 +22,7 @@ import struct
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from rigwatch.config.control import S7_ADDRESS_RE, S7Config, S7PointConfig
 from rigwatch.control.actuators import (
@@ -35,6 +35,7 @@ from rigwatch.control.actuators import (
 )
 from rigwatch.control.backends.specs import s7_spec
 from rigwatch.devices.reconnect import Backoff, LinkHealth, LinkStatus
+from rigwatch.devices.s7 import S7Area, S7SimServer
 from rigwatch.errors import ActuatorFault, ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
@@ -336,3 +337,25 @@ class S7Points:
                 raise ActuatorFault(msg)
             self._state.acknowledged({name: value}, f"{addr.text} read back")
         return "ok"
+
+
+def simulated_plc(config: S7Config) -> S7SimServer:
+    """A Siemens S7 stand-in for ``--simulate``: python-snap7's own server
+    (:class:`~rigwatch.devices.s7.S7SimServer`), in-process on a free loopback port, holding
+    the marker, output, input and data-block areas the configured points address (zeroed).
+
+    Args:
+        config: the ``s7`` entry whose points the server must hold.
+
+    Returns:
+        The running server; point the entry at ``127.0.0.1`` and its ``port``.
+    """
+    sizes: dict[tuple[S7Area, int], int] = {}
+    for p in config.points:
+        a = parse_address(p.address)
+        key = (cast(S7Area, a.area), a.db)
+        sizes[key] = max(sizes.get(key, 0), a.byte + max(a.size, 1))
+    sizes.setdefault(("M", 0), 1)
+    server = S7SimServer(sizes)
+    log.info("%s: simulated PLC on 127.0.0.1:%d", config.name, server.port)
+    return server

@@ -378,9 +378,31 @@ def deselect_pixel(body: PixelIn, cam: Camera) -> PixelReply:
 
 
 @router.get("/status", tags=["ball mill"], responses=problem_responses(404))
-def legacy_status(cam: Camera) -> LegacyStatus:
+def legacy_status(ctx: Context) -> LegacyStatus:
     """The ball mill's former ``/status`` fields: acquisition and mapping state, the selected
-    and playing pixels."""
+    and playing pixels, the Pi connection and valve states. 404 for a station with neither an
+    acoustic camera nor GPIO valves."""
+    from rigwatch.web.routers.control import pi_state, pi_valves
+
+    station = ctx.station
+    cam = station.acoustics
+    if cam is None and pi_valves(station) is None:
+        raise HTTPException(404, "this station has no acoustic camera and no GPIO valves")
+    connected, pi_ip, valves = pi_state(station)
+    pi = {"pi_connected": connected, "pi_ip": pi_ip, "valve_states": valves}
+    if cam is None:
+        states = [s.state for s in station.streams.values()]
+        running = bool(states) and all(s == "running" for s in states)
+        return LegacyStatus(
+            is_running=running,
+            status="running" if running else (states[0] if states else "idle"),
+            queue_size=0,
+            maps=0,
+            selected_pixels=[],
+            playing=[],
+            is_playing=False,
+            **pi,
+        )
     selected, playing = _pixels(cam)
     running = cam.stream.state == "running"
     return LegacyStatus(
@@ -391,4 +413,5 @@ def legacy_status(cam: Camera) -> LegacyStatus:
         selected_pixels=selected,
         playing=playing,
         is_playing=bool(playing),
+        **pi,
     )

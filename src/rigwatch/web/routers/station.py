@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from rigwatch import __version__
-from rigwatch.errors import ModeRefused
+from rigwatch.errors import AuthorityRefused, ModeRefused
 from rigwatch.timefmt import iso_utc
 from rigwatch.web import views
-from rigwatch.web.deps import Context, StationDep, Writer
+from rigwatch.web.deps import (
+    LEASE_HEADER,
+    Context,
+    ControlWriter,
+    StationDep,
+    check_authority,
+    client_label,
+)
 from rigwatch.web.problems import problem_responses
 from rigwatch.web.schemas import BufferStatus, Hello, ModeChange, Sensors, StationStatus
 
@@ -41,14 +48,27 @@ def buffer_status(station: StationDep) -> BufferStatus:
 
 @router.post(
     "/system_mode/{mode}",
-    dependencies=[Writer],
+    dependencies=[ControlWriter],
     responses=problem_responses(401, 403, 409),
 )
-def system_mode(mode: str, station: StationDep) -> ModeChange:
-    """Change the station's mode (idle, monitoring, test, maintenance) along its transition
-    table; a change the table does not allow is refused (409) with the allowed ones."""
+def system_mode(mode: str, request: Request, ctx: Context) -> ModeChange:
+    """Change the station's mode, i.e. its scenario runner's state (see
+    ``rigwatch.control.system_mode``): ``idle`` (disarm or reset), ``armed``, ``holding``,
+    ``running`` (resume), ``safe`` (abort: the abort sequence runs). Needs control authority
+    (``X-Control-Lease``) except ``safe``; a change the runner does not allow is refused (409)
+    with the reason and the allowed ones."""
+    station = ctx.station
     try:
-        state = station.set_mode(mode)
+        if station.modes.is_abort(mode):
+            try:
+                lease = station.control.authority.check(request.headers.get(LEASE_HEADER))
+                who = lease.holder
+            except AuthorityRefused:
+                who = client_label(request)
+        else:
+            station.modes.parse(mode)
+            who = check_authority(request, ctx)
+        state = station.set_mode(mode, who, "api")
     except ModeRefused as exc:
         station.counters.inc("http.mode_refused", message=str(exc))
         raise HTTPException(409, str(exc)) from None

@@ -1,0 +1,227 @@
+"""Live updates for ``/ws`` clients: a snapshot, then deltas with sequence numbers.
+
+Protocol (JSON text frames, server to client)::
+
+    {"type": "snapshot", "seq": 120, "reason": "connect" | "resync",
+     "machines": {"machine_id": [...], "status": [...], "data": [...],
+                  "timestamp": [...], "reason": [...]}}
+    {"type": "machine_update", "seq": 121, "machine_id": "m1", "status": "red",
+     "data": {"temperature": 85.0, ...}, "timestamp": "2024-05-01T12:00:00Z",
+     "reason": "", "accepted_ns": 1714564800000000000}
+
+``machine_update`` keeps the fields of today's message (``type``, ``machine_id``, ``status``,
+``data``, ``timestamp``) and adds ``seq``, ``reason`` and ``accepted_ns``. ``seq`` increases by
+one per update of this server worker: a client that sees a gap missed updates. The snapshot's
+``seq`` is that of the last update it contains; the snapshot is columnar (index i of each list
+is one machine) to stay compact for tens of thousands of machines.
+
+A client that does not keep up never grows the server's memory: each client has a bounded
+queue (``client_queue``); when it overflows the queued updates are dropped and the client is
+sent a fresh snapshot instead (``reason: "resync"``, counted as ``fleet.ws_resync``).
+
+With Redis configured (:class:`RedisBridge`), updates of every worker go through one pub/sub
+channel and each worker's hub publishes what arrives there, so a client of any worker sees the
+updates of all; the latest state of each machine is also kept in a Redis hash, from which a
+starting worker seeds its snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from rigwatch.counters import Counters
+
+log = logging.getLogger(__name__)
+
+RESYNC: dict[str, Any] = {"type": "resync"}
+"""Queue marker: the client overflowed; send it a fresh snapshot."""
+
+
+class LiveClient:
+    """One connected client's bounded queue of updates."""
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
+        self.resyncs = 0
+
+    def offer(self, update: dict[str, Any]) -> None:
+        """Queue an update; on overflow replace the whole queue by one resync marker."""
+        try:
+            self.queue.put_nowait(update)
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(RESYNC)
+            self.resyncs += 1
+
+    async def next(self) -> dict[str, Any]:
+        """The next update, or :data:`RESYNC`."""
+        return await self.queue.get()
+
+
+class LiveHub:
+    """Fan-out of machine updates to connected clients; lives on the event loop (not
+    thread-safe: call from the loop).
+
+    Args:
+        client_queue: bound of each client's queue.
+        counters: ``fleet.ws_resync``, ``fleet.ws_clients``.
+    """
+
+    def __init__(self, client_queue: int, counters: Counters) -> None:
+        self._size = client_queue
+        self._counters = counters
+        self._clients: set[LiveClient] = set()
+        self._state: dict[str, dict[str, Any]] = {}
+        self.seq = 0
+
+    @property
+    def client_count(self) -> int:
+        """Clients connected now."""
+        return len(self._clients)
+
+    def seed(self, updates: list[dict[str, Any]]) -> None:
+        """Set the latest state of machines without notifying clients (at start)."""
+        for u in updates:
+            self._state[u["machine_id"]] = u
+
+    def forget(self, machine_id: str) -> None:
+        """Drop a deleted machine from the snapshot."""
+        self._state.pop(machine_id, None)
+
+    def publish(self, update: dict[str, Any]) -> None:
+        """Number an update, remember it as its machine's latest, offer it to every client.
+
+        An update whose ``data`` is ``None`` (a colour change made by the timer) carries the
+        machine's previous ``data`` and ``timestamp``."""
+        self.seq += 1
+        numbered = {**update, "seq": self.seq}
+        if numbered.get("data") is None:  # a colour change without a message (the timer)
+            previous = self._state.get(update["machine_id"], {})
+            numbered["data"] = previous.get("data", {})
+            numbered["timestamp"] = previous.get("timestamp")
+        self._state[update["machine_id"]] = numbered
+        for client in self._clients:
+            before = client.resyncs
+            client.offer(numbered)
+            if client.resyncs != before:
+                self._counters.inc("fleet.ws_resync")
+
+    def snapshot(self, reason: str = "connect") -> dict[str, Any]:
+        """The latest state of every machine, columnar, with the current ``seq``."""
+        states = list(self._state.values())
+        return {
+            "type": "snapshot",
+            "seq": self.seq,
+            "reason": reason,
+            "machines": {
+                "machine_id": [s["machine_id"] for s in states],
+                "status": [s["status"] for s in states],
+                "data": [s.get("data", {}) for s in states],
+                "timestamp": [s.get("timestamp") for s in states],
+                "reason": [s.get("reason", "") for s in states],
+            },
+        }
+
+    def connect(self) -> LiveClient:
+        """A new client (call :meth:`disconnect` when it goes)."""
+        client = LiveClient(self._size)
+        self._clients.add(client)
+        self._counters.inc("fleet.ws_clients")
+        return client
+
+    def disconnect(self, client: LiveClient) -> None:
+        """Forget a client."""
+        self._clients.discard(client)
+
+
+async def serve_client(
+    hub: LiveHub, send_text: Callable[[str], Awaitable[None]], client: LiveClient
+) -> None:
+    """Send a connected client its snapshot, then its updates (or fresh snapshots after an
+    overflow), until sending fails or the task is cancelled."""
+    await send_text(orjson.dumps(hub.snapshot("connect")).decode())
+    while True:
+        update = await client.next()
+        if update is RESYNC:
+            await send_text(orjson.dumps(hub.snapshot("resync")).decode())
+        else:
+            await send_text(orjson.dumps(update).decode())
+
+
+class RedisBridge:
+    """Live updates and latest state through Redis (redis-py asyncio).
+
+    :meth:`publish` stores each update in the hash ``<prefix>latest`` and publishes the list of
+    updates on ``channel``; a listener task hands every list arriving on the channel (from any
+    worker, this one included) to the local hub.
+    """
+
+    def __init__(
+        self, hub: LiveHub, url: str, channel: str, key_prefix: str, counters: Counters
+    ) -> None:
+        import redis.asyncio as aioredis
+
+        self._hub = hub
+        self._redis = aioredis.from_url(url)
+        self._channel = channel
+        self._latest_key = f"{key_prefix}latest"
+        self._counters = counters
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._order = asyncio.Lock()  # FIFO: publishes leave in the order they were made
+
+    async def start(self) -> None:
+        """Seed the hub from the Redis hash and start listening (returns once subscribed)."""
+        stored = await self._redis.hgetall(self._latest_key)
+        self._hub.seed([orjson.loads(v) for v in stored.values()])
+        self._task = asyncio.create_task(self._listen(), name="fleet-redis-listener")
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+
+    async def _listen(self) -> None:
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(self._channel)
+        self._subscribed.set()
+        try:
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None:
+                    continue
+                try:
+                    updates = orjson.loads(message["data"])
+                except (orjson.JSONDecodeError, TypeError):
+                    self._counters.inc("fleet.redis_bad_message")
+                    continue
+                for update in updates:
+                    self._hub.publish(update)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def publish(self, updates: list[dict[str, Any]]) -> None:
+        """Store and broadcast updates to every worker."""
+        if not updates:
+            return
+        latest = {u["machine_id"]: orjson.dumps(u) for u in updates}
+        async with self._order, self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self._latest_key, mapping=latest)
+            pipe.publish(self._channel, orjson.dumps(updates))
+            await pipe.execute()
+
+    async def forget(self, machine_id: str) -> None:
+        """Drop a deleted machine's latest state."""
+        await self._redis.hdel(self._latest_key, machine_id)
+
+    async def close(self) -> None:
+        """Stop listening and close the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self._redis.aclose()
