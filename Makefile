@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STATIC := src/rigwatch/web/static/index.html
+FLEET_STATIC := src/rigwatch/fleet/static/index.html
 # The page's TypeScript types are generated from the station API's OpenAPI document, which the
 # Python code under these folders shapes (response models, routers): a field renamed there
 # fails `npm run build` (tsc), not the page.
@@ -20,7 +21,7 @@ FRONTEND_SRC := $(shell find frontend \( -path frontend/node_modules -o -path fr
 # the shipped drone recording propagated to the ball mill's array, written once
 SCENE := data/acoustics/ball_mill_scene.h5
 
-setup: $(STAMP) $(STATIC) $(SCENE)
+setup: $(STAMP) $(STATIC) $(FLEET_STATIC) $(SCENE)
 
 $(SCENE): $(STAMP) data/acoustics/measurement_drone.wav
 	$(VENV)/bin/rigwatch acoustics scene $@
@@ -31,14 +32,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-frontend: $(STATIC)
+frontend: $(STATIC) $(FLEET_STATIC)
 
 $(OPENAPI): $(STAMP) $(API_SRC)
 	$(VENV)/bin/rigwatch openapi -o $@
 
 # npm ci installs exactly package-lock.json; the build generates src/generated/api.ts from
 # openapi.json (openapi-typescript), type-checks (tsc) and bundles (vite) into web/static.
-$(STATIC): $(OPENAPI) $(FRONTEND_SRC)
+# one build writes both pages: the station's (web/static) and the fleet dashboard (fleet/static)
+$(STATIC) $(FLEET_STATIC) &: $(OPENAPI) $(FRONTEND_SRC)
 	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
 chromium:
@@ -65,4 +67,4 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) frontend/node_modules frontend/src/generated $(OPENAPI) $(SCENE) \
-	  src/rigwatch/web/static/assets $(STATIC)
+	  src/rigwatch/web/static/assets $(STATIC) src/rigwatch/fleet/static

@@ -27,6 +27,15 @@ export type AcousticMethod = AcousticParameters["method"];
 export type BandConfig = Schemas["BandConfig"];
 export type BandKind = BandConfig["kind"];
 export type AcousticSelection = Schemas["SelectionOut"];
+export type ControlState = Schemas["ControlOut"];
+export type RunnerStatus = Schemas["RunnerOut"];
+export type Authority = Schemas["AuthorityOut"];
+export type AuthorityChange = Schemas["AuthorityIn"];
+export type Actuator = Schemas["ActuatorOut"];
+export type ActuatorStatus = Actuator["status"];
+export type RedlineTrip = Schemas["TripOut"];
+export type AuditEntry = Schemas["AuditEntryOut"];
+export type ScenarioStarted = Schemas["ScenarioOut"];
 
 // ---- what the OpenAPI document says about each operation ---------------------------------
 
@@ -89,6 +98,8 @@ interface RequestOpts {
   body?: unknown;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** more request headers (the control lease) */
+  headers?: Record<string, string>;
 }
 
 async function request<T>(method: "GET" | "POST" | "DELETE", url: string, opts: RequestOpts = {}): Promise<T> {
@@ -98,7 +109,7 @@ async function request<T>(method: "GET" | "POST" | "DELETE", url: string, opts: 
   const timer = window.setTimeout(() => ctrl.abort(), timeoutMs);
   const onAbort = (): void => ctrl.abort();
   opts.signal?.addEventListener("abort", onAbort);
-  const headers: Record<string, string> = { Accept: "application/json, application/problem+json" };
+  const headers: Record<string, string> = { Accept: "application/json, application/problem+json", ...opts.headers };
   if (opts.body !== undefined) headers["Content-Type"] = "application/json";
   let resp: Response;
   try {
@@ -207,3 +218,86 @@ export type MapExportFormat = PathParamsOf<ExportOp>["fmt"];
 /** Download link of the newest map as PNG (colour scale over `dynamicRangeDb`), NPY or CSV. */
 export const acousticMapUrl = (fmt: MapExportFormat, dynamicRangeDb?: number): string =>
   withQuery(fill("/api/acoustics/map.{fmt}", { fmt }), { dynamic_range_db: dynamicRangeDb });
+
+// ---- control (valves, motors, the scenario runner, authority, the audit log) ---------------
+
+/** The header that carries the control lease with every command. */
+export const LEASE_HEADER = "X-Control-Lease";
+
+/** What a command carries: the control lease (authority) and the operator token (a station
+ * listening beyond localhost requires it for every command). */
+export interface CommandAuth {
+  lease: string | null;
+  token: string | null;
+}
+
+function authHeaders(auth: CommandAuth): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (auth.lease) out[LEASE_HEADER] = auth.lease;
+  if (auth.token) out.Authorization = `Bearer ${auth.token}`;
+  return out;
+}
+
+/** Runner, authority, actuators (commanded and acknowledged), redlines, scenarios. A station
+ * without `[control]` answers with no actuators and no scenarios. */
+export const getControl = (): Promise<ControlState> => get("/api/control");
+
+type AuthorityOp = Operation<"/api/control/authority", "post">;
+
+/** Requests, renews (the heartbeat) or releases control authority. 409: another client holds
+ * it (or a release while hot), 403: the lease is not (or no longer) the holder's. */
+export function changeAuthority(body: BodyOf<AuthorityOp>, auth: CommandAuth): Promise<Ok<AuthorityOp>> {
+  return request("POST", "/api/control/authority", { body, headers: authHeaders(auth), timeoutMs: 4000 });
+}
+
+export type RunnerAction = "arm" | "disarm" | "hold" | "resume" | "reset";
+type ArmOp = Operation<"/api/control/arm", "post">;
+
+/** A transition of the scenario runner; 409 (problem details) names why it was refused. */
+export function runnerAction(action: RunnerAction, auth: CommandAuth): Promise<Ok<ArmOp>> {
+  return request("POST", `/api/control/${action}`, { headers: authHeaders(auth) });
+}
+
+type AbortOp = Operation<"/api/control/abort", "post">;
+
+/** Runs the abort sequence; needs no authority (the lease is sent when there is one). */
+export function abortRunner(reason: string, auth: CommandAuth): Promise<Ok<AbortOp>> {
+  const body: BodyOf<AbortOp> = { reason };
+  return request("POST", "/api/control/abort", { body, headers: authHeaders(auth), timeoutMs: 15000 });
+}
+
+type ScenarioOp = Operation<"/api/scenario/{name}", "post">;
+
+/** Starts scenario `name` (the safing scenario `emergency` is answered once it ended). */
+export function startScenario(name: string, auth: CommandAuth): Promise<Ok<ScenarioOp>> {
+  const url = fill("/api/scenario/{name}", { name });
+  return request("POST", url, { headers: authHeaders(auth), timeoutMs: 15000 });
+}
+
+type ValvesOp = Operation<"/api/valves", "post">;
+export type ValveBits = BodyOf<ValvesOp>["valves"];
+
+/** Sets the 9 outputs of the valve bank (1 energised); the reply is the acknowledged word. */
+export function setValves(valves: ValveBits, auth: CommandAuth): Promise<Ok<ValvesOp>> {
+  return request("POST", "/api/valves", { body: { valves }, headers: authHeaders(auth) });
+}
+
+type MotorOp = Operation<"/api/step_motor", "post">;
+
+/** Moves step motor `motor_id` to `angle` degrees; 422 when out of its limits. */
+export function stepMotor(body: BodyOf<MotorOp>, auth: CommandAuth): Promise<Ok<MotorOp>> {
+  return request("POST", "/api/step_motor", { body, headers: authHeaders(auth), timeoutMs: 15000 });
+}
+
+type AuditOp = Operation<"/api/control/audit", "get">;
+export type AuditQuery = Omit<QueryOf<AuditOp>, "format">;
+
+/** Audit rows matching `query`, oldest first. 404: the station has no control part. */
+export async function getAudit(query: AuditQuery): Promise<AuditEntry[]> {
+  const url = withQuery("/api/control/audit", { ...query, format: "json" });
+  return (await request<Schemas["AuditOut"]>("GET", url)).entries;
+}
+
+/** Download link of the audit log as CSV (same filters). */
+export const auditCsvUrl = (query: AuditQuery = {}): string =>
+  withQuery("/api/control/audit", { ...query, format: "csv" });

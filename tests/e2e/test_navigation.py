@@ -28,7 +28,7 @@ def test_navigation_switches_pages_and_urls(
     expect(page.get_by_test_id("page-live")).to_be_visible()
     expect(nav.get_by_test_id("nav-live")).to_have_attribute("aria-current", "page")
     expect(nav.get_by_test_id("nav-recordings")).not_to_have_attribute("aria-current", "page")
-    expect(nav.locator("a")).to_have_text(["Live", "Recordings", "Acoustic camera"])
+    expect(nav.locator("a")).to_have_text(["Live", "Recordings", "Acoustic camera", "Control"])
     frames_after(page, 10)
     assert debug(page, "page") == "live"
 

@@ -29,11 +29,15 @@ const RECORDER_TONE: Record<RecorderState, Tone> = {
 
 const RECORDER_LABEL: Partial<Record<RecorderState, string>> = { disk_full: "disk full" };
 
+// The station's mode is its scenario runner's state: armed and running are hot.
 const MODE_TONE: Record<string, Tone> = {
   idle: "idle",
-  monitoring: "ok",
-  test: "warn",
-  maintenance: "warn",
+  done: "ok",
+  safe: "ok",
+  armed: "warn",
+  holding: "warn",
+  running: "bad",
+  aborting: "bad",
 };
 
 const CONN_LABEL: Record<ConnState, string> = { open: "live", connecting: "connecting…", closed: "disconnected" };
@@ -59,7 +63,8 @@ function setPill(el: HTMLElement, state: string, label: string, tone: Tone, titl
   el.title = title;
 }
 
-/** The station's mode (idle, monitoring, test, maintenance; anything else is shown as is). */
+/** The station's mode: its scenario runner's state (idle, armed, running, holding, aborting,
+ * safe, done); anything else is shown as is. */
 export function setModeBadge(el: HTMLElement, mode: string, since?: string): void {
   setPill(el, mode, mode, MODE_TONE[mode] ?? "warn", since ? `system mode since ${since}` : "system mode");
 }

@@ -7,6 +7,7 @@ export const PAGES: readonly PageDef[] = [
   { id: "live", title: "Live", load: () => import("./live") },
   { id: "recordings", title: "Recordings", load: () => import("./recordings") },
   { id: "acoustics", title: "Acoustic camera", load: () => import("./acoustics") },
+  { id: "control", title: "Control", load: () => import("./control") },
 ];
 
 /** What "/" (no route) shows. */
