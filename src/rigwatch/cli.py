@@ -18,6 +18,7 @@ from rigwatch.acoustics.cli import app as acoustics_app
 from rigwatch.agent.cli import app as agent_app
 from rigwatch.errors import RigwatchError
 from rigwatch.fleet.cli import app as fleet_app
+from rigwatch.pipeline.cli import app as pipeline_app
 
 app = typer.Typer(no_args_is_help=True, help="rigwatch: monitor and control instrumented machines.")
 station_app = typer.Typer(no_args_is_help=True, help="Run a station next to a machine.")
@@ -29,6 +30,7 @@ app.add_typer(recordings_app, name="recordings")
 app.add_typer(agent_app, name="agent")
 app.add_typer(acoustics_app, name="acoustics")
 app.add_typer(fleet_app, name="fleet")
+app.add_typer(pipeline_app, name="pipeline")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -31,10 +31,19 @@ def _load_fleet(path: Path) -> object:
     return load_fleet_config(path)
 
 
+def _load_pipeline(path: Path) -> object:
+    from rigwatch.pipeline.config import load_pipeline_config
+
+    cfg = load_pipeline_config(path)
+    assert cfg.enabled_stages()
+    return cfg
+
+
 OTHER_PARTS = {
     "fleet_rules.toml": _load_fleet_rules,
     "agent.toml": _load_agent,
     "fleet.toml": _load_fleet,
+    "phorest.toml": _load_pipeline,
 }
 """Example configs of the other parts (fleet, agent, pipeline) and the loader of each: every
 file in configs/ is either a station config or listed here."""

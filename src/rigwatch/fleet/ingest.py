@@ -341,12 +341,14 @@ class IngestWriter:
             update["accepted_ns"] = committed_ns
         self._counters.inc("fleet.commits")
         self._counters.inc("fleet.messages_stored", len(batch.writes))
-        for sub, result in zip(subs, batch.results, strict=True):
-            sub.answer(result)
+        # live updates are handed over before the answers: a client that sees its 2xx and
+        # then connects finds the update in the hub's snapshot
         try:
             self._on_committed(list(batch.updates.values()), batch.changes)
         except Exception:
             log.exception("fleet writer: publishing committed updates failed")
+        for sub, result in zip(subs, batch.results, strict=True):
+            sub.answer(result)
 
     def _drop_stored(self, sub: Submission) -> bool:
         """After a unique-key refusal: drop the messages whose seq another worker stored

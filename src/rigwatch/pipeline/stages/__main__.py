@@ -1,0 +1,5 @@
+"""``python -m rigwatch.pipeline.stages STAGE CONFIG``: one stage process."""
+
+from rigwatch.pipeline.stages.run import main
+
+main()

@@ -1,0 +1,304 @@
+"""Today's ``CSV_PLOT`` report, appended instead of regenerated.
+
+``communicating_results.csv`` gets the rows of each reported image as it is reported: one row
+per ROI with today's columns ``timestamp, ROI-label, Analysis-method``, one column per output
+of the method (its ``statistic``, today the Median) and ``temperature_<sensor>``, plus
+``artifact_id`` and ``image_filename``. Other kinds go to ``communicating_results_<kind>.csv``,
+one row per artifact with its result's numbers. When a record brings a column the file's
+header lacks (a new sensor), the file is renamed to ``<name>-<UTC stamp>.csv`` and a new one
+started.
+
+Appends are exactly-once per artifact: under a lock file, the part of the file beyond the
+ledger's committed size (an append whose process died before recording it) is cut off, the
+rows are appended and flushed, and the delivery and the new size are recorded in one
+transaction.
+
+``processed_data_plot.png`` (matplotlib, Agg) shows the resonance position (the method's
+position output, ``statistic``) of up to :data:`MAX_LINES` ROIs over time, kept in memory
+(seeded from the CSV's tail at start) and redrawn at most every ``plot_interval_s``.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rigwatch.errors import DeliveryError
+from rigwatch.pipeline.config import CsvPlotHandler
+from rigwatch.pipeline.stages.handlers.ledger import Ledger
+from rigwatch.pipeline.stages.handlers.records import ReportRecord
+from rigwatch.timefmt import file_stamp, iso_utc
+
+log = logging.getLogger(__name__)
+
+MAX_LINES = 12
+"""ROIs drawn in the plot (the first ones reported)."""
+SEED_BYTES = 4 * 2**20
+"""Tail of the CSV read at start to seed the plot."""
+POSITION_OUTPUT = {
+    "max_intensity": "max_intensity",
+    "centre": "centre",
+    "gaussian": "mu",
+    "fano": "resonance",
+}
+"""The resonance position's output per method (as
+:data:`rigwatch.pipeline.analysis.grating.POSITION_OUTPUT`)."""
+
+Row = dict[str, Any]
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return value
+
+
+def image_rows(record: ReportRecord, statistic: str) -> list[Row]:
+    """The CSV rows of an image record (one per ROI; one without ROI columns when the image
+    has no ROI results)."""
+    base: Row = {
+        "timestamp": record.timestamp_iso,
+        "artifact_id": record.artifact_id,
+        "image_filename": record.filename,
+    }
+    temps = {f"temperature_{k}": _cell(v) for k, v in record.temperatures().items()}
+    rows: list[Row] = []
+    for item in record.result.get("image_analysis") or []:
+        if not isinstance(item, dict) or "ROI-label" not in item:
+            continue
+        row: Row = {
+            **base,
+            "ROI-label": item["ROI-label"],
+            "Analysis-method": item.get("Analysis-method", ""),
+        }
+        for name, stats in item.items():
+            if isinstance(stats, dict):
+                row[name] = _cell(stats.get(statistic))
+        row.update(temps)
+        rows.append(row)
+    return rows or [{**base, **temps}]
+
+
+def other_rows(record: ReportRecord) -> list[Row]:
+    """The CSV row of a record of another kind: its numeric values, flattened."""
+    row: Row = {
+        "timestamp": record.timestamp_iso,
+        "artifact_id": record.artifact_id,
+        "filename": record.filename,
+    }
+    for key, value in record.values().items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            row[key] = value
+        elif value is None and key.startswith("temperature."):
+            row[key] = ""
+    return [row]
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive ``fcntl`` lock on ``path`` (created when missing)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+class CsvPlot:
+    """The ``csv_plot`` handler.
+
+    Args:
+        config: the handler's config; reports_dir: where relative paths point; ledger: the
+            reporter's delivery ledger.
+    """
+
+    name = "csv_plot"
+
+    def __init__(self, config: CsvPlotHandler, reports_dir: Path, ledger: Ledger) -> None:
+        self.config = config
+        self.reports_dir = Path(reports_dir)
+        self.reports_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger = ledger
+        self.csv_path = self._resolve(config.csv)
+        self.plot_path = None if config.plot is None else self._resolve(config.plot)
+        self.series: dict[str, deque[tuple[float, float]]] = {}
+        self._dirty = False
+        self._drawn = 0.0
+        if self.plot_path is not None:
+            self._seed()
+
+    def _resolve(self, p: Path) -> Path:
+        return p if p.is_absolute() else self.reports_dir / p
+
+    def csv_for(self, kind: str) -> Path:
+        """The CSV file of an artifact kind."""
+        if kind == "image":
+            return self.csv_path
+        return self.csv_path.with_name(f"{self.csv_path.stem}_{kind}{self.csv_path.suffix}")
+
+    # -- delivering ---------------------------------------------------------------------------
+
+    def deliver(self, record: ReportRecord) -> dict[str, Any]:
+        kind = record.artifact.kind
+        rows = image_rows(record, self.config.statistic) if kind == "image" else other_rows(record)
+        path = self.csv_for(kind)
+        try:
+            with locked(path.with_name(path.name + ".lock")):
+                done = self.ledger.delivered(self.name, record.artifact_id)
+                if done is not None:
+                    return done
+                header = self._prepare(path, rows)
+                buf = io.StringIO()
+                writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore")
+                if path.stat().st_size == 0:
+                    writer.writeheader()
+                writer.writerows(rows)
+                with open(path, "ab") as fh:
+                    fh.write(buf.getvalue().encode())
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    size = fh.tell()
+                detail = {"file": path.name, "rows": len(rows)}
+                self.ledger.record(self.name, record.artifact_id, detail, (path, size))
+        except OSError as exc:
+            raise DeliveryError(f"csv {path}: {exc}") from exc
+        if kind == "image":
+            self._remember(record)
+        return detail
+
+    def _prepare(self, path: Path, rows: list[Row]) -> list[str]:
+        """Cut off an unrecorded tail, rotate on a new column; returns the header to use."""
+        committed = self.ledger.committed_size(path)
+        size = path.stat().st_size if path.exists() else 0
+        if committed is None or size < committed:
+            if committed is not None:
+                log.warning("%s is shorter than recorded: taking it as it is", path)
+            self.ledger.set_committed_size(path, size)
+        elif size > committed:
+            log.warning("%s: cutting %d bytes of an unrecorded append", path, size - committed)
+            with open(path, "r+b") as fh:
+                fh.truncate(committed)
+                fh.flush()
+                os.fsync(fh.fileno())
+        wanted = list(dict.fromkeys(k for r in rows for k in r))
+        header = self._header(path)
+        if header is not None and not set(wanted) <= set(header):
+            self._rotate(path)
+            header = None
+        if header is None:
+            path.touch()
+            self.ledger.set_committed_size(path, 0)
+            return wanted
+        return header
+
+    def _header(self, path: Path) -> list[str] | None:
+        if not path.exists() or path.stat().st_size == 0:
+            return None
+        with open(path, newline="") as fh:
+            first = fh.readline()
+        return next(csv.reader([first]))
+
+    def _rotate(self, path: Path) -> None:
+        target = path.with_name(f"{path.stem}-{file_stamp(time.time_ns())}{path.suffix}")
+        os.replace(path, target)
+        log.info("started a new %s (the previous one is %s)", path.name, target.name)
+
+    # -- the plot -------------------------------------------------------------------------------
+
+    def _add_point(self, label: str, t: float, value: float) -> None:
+        series = self.series.get(label)
+        if series is None:
+            if len(self.series) >= MAX_LINES:
+                return
+            series = self.series[label] = deque(maxlen=self.config.plot_points)
+        series.append((t, value))
+        self._dirty = True
+
+    def _remember(self, record: ReportRecord) -> None:
+        if self.plot_path is None:
+            return
+        t = record.timestamp_ns / 1e9
+        stat = self.config.statistic
+        for item in record.result.get("image_analysis") or []:
+            if not isinstance(item, dict) or "ROI-label" not in item:
+                continue
+            out = POSITION_OUTPUT.get(str(item.get("Analysis-method")))
+            stats = item.get(out) if out else None
+            value = stats.get(stat) if isinstance(stats, dict) else None
+            if isinstance(value, int | float) and math.isfinite(value):
+                self._add_point(str(item["ROI-label"]), t, float(value))
+
+    def _seed(self) -> None:
+        path = self.csv_path
+        header = self._header(path)
+        if header is None:
+            return
+        from datetime import datetime
+
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - SEED_BYTES))
+            tail = fh.read().decode(errors="replace").splitlines()[1:]
+        for row in csv.DictReader(tail, fieldnames=header):
+            out = POSITION_OUTPUT.get(row.get("Analysis-method") or "")
+            try:
+                t = datetime.fromisoformat(str(row["timestamp"]).replace("Z", "+00:00"))
+                value = float(row[out]) if out else math.nan
+            except (KeyError, TypeError, ValueError):
+                continue
+            if math.isfinite(value):
+                self._add_point(str(row.get("ROI-label")), t.timestamp(), value)
+
+    def flush(self) -> None:
+        """Redraw the plot when new points came and ``plot_interval_s`` passed."""
+        if self.plot_path is None or not self._dirty:
+            return
+        if time.monotonic() - self._drawn < self.config.plot_interval_s and self._drawn > 0:
+            return
+        self.draw()
+
+    def draw(self) -> None:
+        """Redraw the plot now (written under a temporary name and renamed)."""
+        if self.plot_path is None:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from datetime import UTC, datetime
+
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+        try:
+            for label, series in self.series.items():
+                ts: Any = [datetime.fromtimestamp(t, tz=UTC) for t, _ in series]
+                ax.plot(ts, [v for _, v in series], ".-", ms=2, lw=0.8, label=label)
+            ax.set_xlabel("time (UTC)")
+            ax.set_ylabel(f"resonance position, {self.config.statistic} (px)")
+            ax.set_title(f"Resonance positions, updated {iso_utc(time.time_ns())[:19]}Z")
+            if self.series:
+                ax.legend(fontsize=7, ncol=2, loc="best")
+            fig.autofmt_xdate()
+            tmp = self.plot_path.with_name(f".{self.plot_path.name}.tmp")
+            fig.savefig(tmp, format="png")
+            os.replace(tmp, self.plot_path)
+        except OSError as exc:
+            log.warning("cannot write plot %s: %s", self.plot_path, exc)
+        finally:
+            plt.close(fig)
+        self._dirty = False
+        self._drawn = time.monotonic()
+
+    def close(self) -> None:
+        if self._dirty:
+            self.draw()
