@@ -41,6 +41,9 @@ class FakeDisk(Disk):
             refuse = self.full or (self.fail_when is not None and self.fail_when(path, nbytes))
             if refuse:
                 self.failed_writes += 1
+                # a write refused for lack of space leaves none: a retry finds the disk full
+                # until free_up(), as on a real disk (not 50 GiB free the next moment)
+                self.free_bytes = 0
             else:
                 self.writes += 1
         if refuse:

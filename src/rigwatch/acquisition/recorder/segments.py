@@ -425,7 +425,10 @@ class SegmentRecorder:
             req.done.set()
 
     def _refuse(self, requests: list[_FlushRequest]) -> None:
-        """Answer flush requests while the disk is full."""
+        """Answer flush requests while the disk is full (once the segments closed before are
+        visible, as after a flush that succeeds)."""
+        if requests:
+            self._await_published()
         for req in requests:
             req.result = self._index
             req.error = self._last_error or "disk full"
