@@ -67,7 +67,7 @@ def build_handlers(section: ReporterSection, reports_dir: Path, ledger: Ledger) 
         elif isinstance(h, FleetHandler):
             from rigwatch.pipeline.stages.handlers.fleet import Fleet
 
-            out.append(Fleet(h))
+            out.append(Fleet(h, ledger))
     return out
 
 
