@@ -13,25 +13,28 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
-import orjson
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Engine, create_engine, event, make_url, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy import URL, Engine
 
 from rigwatch.errors import FleetStoreError
+from rigwatch.storage import READ_ONLY, Migrations, postgres_engine, sqlite_engine
+from rigwatch.storage import database_url as _database_url
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "READ_ONLY",
+    "create_fleet_engine",
+    "current_revision",
+    "database_url",
+    "head_revision",
+    "migrate",
+]
+
 SCRIPT_LOCATION = "rigwatch.fleet:migrations"
 VERSION_TABLE = "fleet_alembic_version"
-READ_ONLY = {"fleet_read_only": True}
-"""Execution options of a connection that only reads (a deferred ``BEGIN`` on SQLite)."""
+MIGRATIONS = Migrations(SCRIPT_LOCATION, VERSION_TABLE, FleetStoreError, "fleet database")
+"""The fleet's Alembic migrations, in their own version table."""
 
 
 def database_url(target: str | Path) -> URL:
@@ -40,77 +43,7 @@ def database_url(target: str | Path) -> URL:
     Raises:
         FleetStoreError: a malformed URL.
     """
-    text_target = str(target)
-    if "://" not in text_target:
-        return URL.create("sqlite+pysqlite", database=str(Path(text_target)))
-    try:
-        return make_url(text_target)
-    except ArgumentError as exc:
-        raise FleetStoreError(f"malformed database URL {text_target!r}: {exc}") from exc
-
-
-def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _sqlite_engine(url: URL, synchronous: str, busy_timeout_s: float) -> Engine:
-    if url.database not in (None, "", ":memory:"):
-        folder = Path(url.database or ".").parent
-        if not folder.is_dir():
-            raise FleetStoreError(f"database folder {folder} does not exist")
-    engine = create_engine(
-        url,
-        connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
-        pool_size=8,
-        max_overflow=16,
-        json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
-    )
-    busy_ms = round(busy_timeout_s * 1000)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # BEGIN is issued below
-        cur = dbapi_connection.cursor()
-        try:
-            cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            cur.execute("PRAGMA journal_mode = WAL")
-            cur.execute(f"PRAGMA synchronous = {synchronous}")
-            cur.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get("fleet_read_only", False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    return engine
-
-
-def _postgres_engine(url: URL, schema: str | None) -> Engine:
-    connect_args: dict[str, Any] = {}
-    if schema is not None:
-        if not schema.isidentifier():
-            raise FleetStoreError(f"schema name {schema!r} must be an identifier")
-        bootstrap = create_engine(url)
-        try:
-            with bootstrap.begin() as conn:
-                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        except DBAPIError as exc:  # a concurrent starter created it first
-            log.debug("create schema %s: %s", schema, exc)
-        finally:
-            bootstrap.dispose()
-        connect_args["options"] = f"-csearch_path={schema}"
-    return create_engine(
-        url,
-        pool_pre_ping=True,
-        pool_size=8,
-        max_overflow=16,
-        connect_args=connect_args,
-        json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
-    )
+    return _database_url(target, FleetStoreError, "database")
 
 
 def create_fleet_engine(
@@ -130,42 +63,33 @@ def create_fleet_engine(
     if backend == "sqlite":
         if synchronous not in ("NORMAL", "FULL"):
             raise FleetStoreError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
-        return _sqlite_engine(url, synchronous, busy_timeout_s)
+        return sqlite_engine(
+            url,
+            synchronous="FULL" if synchronous == "FULL" else "NORMAL",
+            busy_timeout_s=busy_timeout_s,
+            error=FleetStoreError,
+            what="database",
+        )
     if backend == "postgresql":
-        return _postgres_engine(url, schema)
+        return postgres_engine(
+            url, schema=schema, error=FleetStoreError, pool_size=8, max_overflow=16
+        )
     raise FleetStoreError(f"unsupported fleet database {backend!r}: use SQLite or PostgreSQL")
-
-
-def _alembic_config(connection: Connection | None = None) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", SCRIPT_LOCATION)
-    if connection is not None:
-        cfg.attributes["connection"] = connection
-    return cfg
 
 
 def head_revision() -> str:
     """The newest fleet schema revision shipped with rigwatch."""
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    return MIGRATIONS.head_revision()
 
 
 def current_revision(engine: Engine) -> str | None:
     """The fleet schema revision of the database (``None`` when never migrated)."""
-    with engine.connect().execution_options(**READ_ONLY) as conn:
-        rev = MigrationContext.configure(
-            conn, opts={"version_table": VERSION_TABLE}
-        ).get_current_revision()
-        conn.rollback()
-        return rev
+    return MIGRATIONS.current_revision(engine)
 
 
 def migrate(engine: Engine) -> str:
-    """Upgrade the database to the newest fleet schema (nothing to do when current).
-
-    Safe from several processes at once (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
-    PostgreSQL).
+    """Upgrade the database to the newest fleet schema (nothing to do when current); safe from
+    several processes at once (see :meth:`rigwatch.storage.Migrations.migrate`).
 
     Returns:
         The revision the database is at.
@@ -173,15 +97,4 @@ def migrate(engine: Engine) -> str:
     Raises:
         FleetStoreError: the upgrade failed (the database keeps its previous schema).
     """
-    head = head_revision()
-    try:
-        if current_revision(engine) == head:
-            return head
-        with engine.connect() as conn:
-            command.upgrade(_alembic_config(conn), "head")
-    except SQLAlchemyError as exc:
-        raise FleetStoreError(
-            f"cannot migrate fleet database {engine.url.render_as_string()}: {exc}"
-        ) from exc
-    log.info("fleet database %s at schema %s", engine.url.render_as_string(), head)
-    return head
+    return MIGRATIONS.migrate(engine)
