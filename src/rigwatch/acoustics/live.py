@@ -26,7 +26,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -50,8 +50,12 @@ from rigwatch.threads import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
-WINDOW_NAMES = {"hann": "Hanning", "hamming": "Hamming", "blackman": "Blackman"}
-WINDOW_NAMES["boxcar"] = "Rectangular"
+WINDOW_NAMES = {
+    "hann": "Hanning",
+    "hamming": "Hamming",
+    "blackman": "Blackman",
+    "boxcar": "Rectangular",
+}
 """Config window names -> the CSM's (Acoular's symmetric windows)."""
 
 TUNABLE = frozenset(
@@ -180,7 +184,6 @@ class CameraStats:
     dead: tuple[str, ...] = ()
     state: str = "idle"
     sound_card: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class AcousticCamera:
@@ -238,6 +241,13 @@ class AcousticCamera:
             self.scene.mics.excluded,
         )
         """The array indexed by column of the microphone-ordered data the threads read."""
+        self._listen_latency_s = FocusedBeam(
+            self.scene.mics.positions_m,
+            np.zeros((0, 3)),
+            self.sample_rate_hz,
+            self.scene.speed_of_sound_m_s,
+            band=listen_filter(config.listen),
+        ).latency_s
 
     # -- parameters ---------------------------------------------------------------------------
     @property
@@ -668,15 +678,9 @@ class AcousticCamera:
 
     def listen_latency_s(self) -> float:
         """Algorithmic latency of listening: the focus's delays and filter (the acquisition's
-        block and the frame length ``listen.block_s`` come on top)."""
-        beam = FocusedBeam(
-            self.scene.mics.positions_m,
-            np.zeros((0, 3)),
-            self.sample_rate_hz,
-            self.scene.speed_of_sound_m_s,
-            band=listen_filter(self._config.listen),
-        )
-        return beam.latency_s
+        block and the frame length ``listen.block_s`` come on top). Fixed by the array and
+        ``[acoustics.listen]``, which do not change while running."""
+        return self._listen_latency_s
 
     def _deliver_audio(self, frame: AudioFrame, sels: list[Selection]) -> None:
         for listener in self._audio_listeners:

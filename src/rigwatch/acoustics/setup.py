@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rigwatch.acoustics.bands import Band, seed_bands
+from rigwatch.acoustics.bands import Band
 from rigwatch.acoustics.geometry import (
     CylinderGrid,
     Grid,
@@ -121,10 +121,6 @@ def build_bands(cfg: BandConfig, sample_rate_hz: float) -> list[Band]:
             f"{sample_rate_hz:g} Hz input"
         )
     return bands
-
-
-SEED_BANDS = seed_bands
-"""The ball mill's former 15 bands of 400 Hz from 1 to 7 kHz (for the ``seed_music`` method)."""
 
 
 def build_scene(cfg: AcousticCameraConfig, info: StreamInfo) -> Scene:
