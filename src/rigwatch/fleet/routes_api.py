@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from rigwatch.errors import FleetAuthError
+from rigwatch.errors import AlertError, FleetAuthError
 from rigwatch.fleet.alert_store import to_ns
 from rigwatch.fleet.alerts import Alert, AlertQuery, AlertState
 from rigwatch.fleet.problems import problem_responses
@@ -82,6 +82,9 @@ Admin = Annotated[Principal, needs("admin")]
 
 _AUTH = problem_responses(401, 403)
 _AUTH_404 = problem_responses(401, 403, 404)
+_CREATE = problem_responses(401, 403, 409, 422)
+_UPDATE = problem_responses(401, 403, 404, 422)
+_ALERT_ACTION = problem_responses(401, 403, 404, 409, 422)
 
 
 def api_router() -> APIRouter:
@@ -118,7 +121,7 @@ def api_router() -> APIRouter:
         "/api/machines",
         tags=["machines"],
         status_code=201,
-        responses=problem_responses(401, 403, 409, 422),
+        responses=_CREATE,
     )
     async def add_machine(body: MachineIn, request: Request, who: Admin) -> MachineCreated:
         """Register a machine; its API key is in the answer, once."""
@@ -135,7 +138,7 @@ def api_router() -> APIRouter:
     @r.patch(
         "/api/machines/{machine_id}",
         tags=["machines"],
-        responses=problem_responses(401, 403, 404, 422),
+        responses=_UPDATE,
     )
     async def update_machine(
         machine_id: MachineId, body: MachineUpdate, request: Request, who: Admin
@@ -193,7 +196,7 @@ def api_router() -> APIRouter:
     @r.get(
         "/api/machines/{machine_id}/history",
         tags=["state"],
-        responses=problem_responses(401, 403, 404, 422),
+        responses=_UPDATE,
     )
     async def history(
         machine_id: MachineId,
@@ -260,8 +263,6 @@ def api_router() -> APIRouter:
         """One alert."""
         found = await asyncio.to_thread(_services(request).alerts.store.get, alert_id)
         if found is None:
-            from rigwatch.errors import AlertError
-
             raise AlertError(f"no alert with id {alert_id!r}")
         return found
 
@@ -287,7 +288,7 @@ def api_router() -> APIRouter:
     @r.post(
         "/api/alerts/{alert_id}/acknowledge",
         tags=["alerts"],
-        responses=problem_responses(401, 403, 404, 409, 422),
+        responses=_ALERT_ACTION,
     )
     async def acknowledge(
         alert_id: str, request: Request, who: Operator, body: AlertAction | None = None
@@ -298,7 +299,7 @@ def api_router() -> APIRouter:
     @r.post(
         "/api/alerts/{alert_id}/clear",
         tags=["alerts"],
-        responses=problem_responses(401, 403, 404, 409, 422),
+        responses=_ALERT_ACTION,
     )
     async def clear(
         alert_id: str, request: Request, who: Operator, body: AlertAction | None = None
@@ -327,7 +328,7 @@ def api_router() -> APIRouter:
         "/api/users",
         tags=["admin"],
         status_code=201,
-        responses=problem_responses(401, 403, 409, 422),
+        responses=_CREATE,
     )
     async def add_user(body: UserIn, request: Request, who: Admin) -> UserOut:
         """Create a user."""

@@ -207,11 +207,12 @@ class StatusEngine:
             m = self._machines.get(machine_id)
             if m is None:
                 return None
-            colour, reason = self._colour(m, now)
+            metrics = self._statuses(m, now)
+            colour, reason = self._colour(m, now, metrics)
             return MachineView(
                 machine_id=machine_id,
                 colour=colour,
-                metrics=self._statuses(m, now),
+                metrics=metrics,
                 values=dict(m.values),
                 errors={k: s.error for k, s in m.rules.items() if s.error},
                 last_fresh_at=m.last_fresh_at,
@@ -236,12 +237,13 @@ class StatusEngine:
             if m.latest_timestamp is None or msg.timestamp > m.latest_timestamp:
                 m.latest_timestamp = msg.timestamp
             if reason:
-                colour, _ = self._colour(m, received_at)
+                metrics = self._statuses(m, received_at)
+                colour, _ = self._colour(m, received_at, metrics)
                 return Evaluation(
                     msg.machine_id,
                     colour,
                     previous,
-                    self._statuses(m, received_at),
+                    metrics,
                     backfill=True,
                     reason=reason,
                 )
@@ -259,13 +261,14 @@ class StatusEngine:
                 self._apply_values(m, msg, values, received_at, signals)
                 if self._rules.machine.machine_alarms:
                     self._apply_alarms(m, msg, received_at, signals)
-            colour, why = self._colour(m, received_at)
+            metrics = self._statuses(m, received_at)
+            colour, why = self._colour(m, received_at, metrics)
             m.colour = colour
             return Evaluation(
                 msg.machine_id,
                 colour,
                 previous,
-                self._statuses(m, received_at),
+                metrics,
                 tuple(signals),
                 reason=why,
             )
@@ -395,10 +398,10 @@ class StatusEngine:
             for m in self._machines.values():
                 previous = m.colour
                 signals: list[Signal] = []
-                colour, reason = self._colour(m, now)
-                if colour not in (Colour.GREY, Colour.BLACK):
+                if self._fresh(m, now) and m.accessible:  # neither grey nor black
                     self._advance_pending(m, now, signals)
-                    colour, reason = self._colour(m, now)
+                metrics = self._statuses(m, now)
+                colour, reason = self._colour(m, now, metrics)
                 if (
                     colour is Colour.GREY
                     and m.last_fresh_at is not None
@@ -422,7 +425,7 @@ class StatusEngine:
                             m.machine_id,
                             colour,
                             previous,
-                            self._statuses(m, now),
+                            metrics,
                             tuple(signals),
                             reason=reason,
                         )
@@ -481,7 +484,10 @@ class StatusEngine:
             and (now - m.last_fresh_at).total_seconds() <= self._rules.machine.grey_after_s
         )
 
-    def _colour(self, m: _Machine, now: datetime) -> tuple[Colour, str]:
+    def _colour(
+        self, m: _Machine, now: datetime, metrics: dict[str, MetricStatus]
+    ) -> tuple[Colour, str]:
+        """The machine's colour and why; ``metrics`` is ``self._statuses(m, now)``."""
         if m.last_fresh_at is None:
             return Colour.GREY, "no data received yet"
         if not self._fresh(m, now):
@@ -493,7 +499,7 @@ class StatusEngine:
         if not m.accessible:
             return Colour.BLACK, m.access_reason
         worst = max(m.alarms.values(), default=Level.OK)
-        for status in self._statuses(m, now).values():
+        for status in metrics.values():
             if status is MetricStatus.CRITICAL:
                 worst = Level.CRITICAL
             elif status is MetricStatus.WARNING:

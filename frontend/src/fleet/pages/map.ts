@@ -16,7 +16,7 @@ import type { ClusterProperties, PointFeature } from "supercluster";
 import { feature } from "topojson-client";
 import type { GeometryCollection, Topology } from "topojson-specification";
 import countriesUrl from "world-atlas/countries-110m.json?url";
-import type { FeatureCollection } from "geojson";
+import type { FeatureCollection, Position } from "geojson";
 import { hashFor } from "../../shell/router";
 import { fmtInt, h, settings, setText } from "../../util";
 import type { Colour } from "../api";
@@ -151,7 +151,9 @@ export function mount(root: HTMLElement, ctx: FleetPageContext): MountedPage {
   fetch(countriesUrl, { signal: abort.signal })
     .then((r) => r.json() as Promise<Topology>)
     .then((topo) => {
-      const land = feature(topo, topo.objects.countries as GeometryCollection) as FeatureCollection;
+      const land = unwrapAntimeridian(
+        feature(topo, topo.objects.countries as GeometryCollection) as FeatureCollection,
+      );
       // each polygon is made with these options: the renderer is a path option
       const opts = { renderer: countriesRenderer, pane: "countries" } as L.GeoJSONOptions;
       L.geoJSON(land, {
@@ -498,4 +500,23 @@ export function mount(root: HTMLElement, ctx: FleetPageContext): MountedPage {
       dbg.ready = false;
     },
   };
+}
+
+/** Rings of Natural Earth that cross the antimeridian (Russia, Fiji, Antarctica) jump from
+ * +180 to -180 degrees; drawn as they are, the jump is a line across the whole map. Each
+ * ring's longitudes are made continuous instead (a part may then lie beyond 180 degrees). */
+function unwrapAntimeridian(fc: FeatureCollection): FeatureCollection {
+  const unwrap = (ring: Position[]): void => {
+    for (let i = 1; i < ring.length; i++) {
+      const prev = ring[i - 1][0];
+      while (ring[i][0] - prev > 180) ring[i][0] -= 360;
+      while (ring[i][0] - prev < -180) ring[i][0] += 360;
+    }
+  };
+  for (const f of fc.features) {
+    const g = f.geometry;
+    if (g.type === "Polygon") g.coordinates.forEach(unwrap);
+    else if (g.type === "MultiPolygon") g.coordinates.forEach((poly) => poly.forEach(unwrap));
+  }
+  return fc;
 }
