@@ -8,7 +8,8 @@ reconnection attempts with capped exponential backoff: the first attempt after a
 back to ``initial_s`` only once the device has *answered* again (a reopened port that stays
 silent does not count), so a device that is reopened but still hung is retried ever more
 slowly. It does no I/O and has no thread: the device's own loop asks :meth:`LinkHealth.due`
-and reports what happened; the clock is injectable, so the schedule is tested without waiting.
+(or hands its own connect function to :meth:`LinkHealth.reconnect_when_due`) and reports what
+happened; the clock is injectable, so the schedule is tested without waiting.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from rigwatch.errors import DeviceError
 
 LinkState = Literal["connected", "unknown", "closed"]
 
@@ -219,6 +222,27 @@ class LinkHealth:
             if self._next_attempt is None:
                 return 0.0
             return max(0.0, self._next_attempt - self._clock())
+
+    def reconnect_when_due(self, stop: threading.Event, connect: Callable[[], str]) -> bool:
+        """One turn of a loop whose link is down. When the next attempt is not due yet, wait
+        for it (or for ``stop``) and return False. Otherwise call ``connect``, which opens the
+        link and returns its endpoint, and record the outcome: :meth:`opened` (a reconnection)
+        and True, or :meth:`attempt_failed` when it raises.
+
+        Raises:
+            DeviceError: from ``connect`` (the attempt failed; already recorded).
+        """
+        wait = self.seconds_to_attempt()
+        if wait > 0:
+            stop.wait(wait)
+            return False
+        try:
+            endpoint = connect()
+        except DeviceError as exc:
+            self.attempt_failed(str(exc))
+            raise
+        self.opened(endpoint, first=False)
+        return True
 
     def due(self) -> bool:
         """True when the link is ``unknown``, not open and its next attempt is due."""

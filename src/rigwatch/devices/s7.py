@@ -424,17 +424,9 @@ class S7Device:
                 self._error = DeviceError(f"{self.config.name}: {reason}")
                 self._cond.notify_all()
 
-    def _reconnect(self) -> None:
-        try:
-            client = self._connect()
-        except DeviceError as exc:
-            self.health.attempt_failed(str(exc))
-            self._count("reconnect_failed", str(exc))
-            return
-        self._client = client
-        self.health.opened(self.endpoint, first=False)
-        self._count("reconnect", f"connected again to PLC {self.endpoint}")
-        log.info("%s: connected again to PLC %s", self.config.name, self.endpoint)
+    def _reconnect(self) -> str:
+        self._client = self._connect()
+        return self.endpoint
 
     def _run(self, stop: threading.Event) -> None:
         period = self.config.poll_interval_s
@@ -442,12 +434,15 @@ class S7Device:
         while not stop.is_set():
             client = self._client
             if client is None:
-                wait = self.health.seconds_to_attempt()
-                if wait > 0:
-                    stop.wait(wait)
+                try:
+                    reconnected = self.health.reconnect_when_due(stop, self._reconnect)
+                except DeviceError as exc:
+                    self._count("reconnect_failed", str(exc))
                     continue
-                self._reconnect()
-                next_t = time.monotonic()
+                if reconnected:
+                    self._count("reconnect", f"connected again to PLC {self.endpoint}")
+                    log.info("%s: connected again to PLC %s", self.config.name, self.endpoint)
+                    next_t = time.monotonic()
                 continue
             delay = next_t - time.monotonic()
             if delay > 0 and stop.wait(delay):

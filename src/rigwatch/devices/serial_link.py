@@ -204,38 +204,33 @@ class SupervisedSerial:
         # a reopened port that fails or stays silent is one more failed attempt, not a new loss
         self._event("lost" if new else "reconnect_failed", f"{self.name}: {reason}")
 
-    def _reopen(self) -> None:
-        try:
-            port, path = self._open_port()
-        except DeviceError as exc:
-            self.health.attempt_failed(str(exc))
-            status = self.health.status()
-            log.info(
-                "%s: reconnection failed (next in %.2f s): %s",
-                self.name,
-                status.next_attempt_s or 0.0,
-                exc,
-            )
-            self._event("reconnect_failed", str(exc))
-            return
+    def _reopen(self) -> str:
+        port, path = self._open_port()
         with self._write_lock:
             self._port, self._path = port, path
         self._lose_request = None
-        self.health.opened(path, first=False)
-        log.info("%s: reopened %s", self.name, path)
-        self._event("reopened", f"{self.name}: reopened {path}")
+        return path
 
     def _run(self, stop: threading.Event) -> None:
         last_rx = time.monotonic()
         while not stop.is_set():
             port = self._port
             if port is None:
-                wait = self.health.seconds_to_attempt()
-                if wait > 0:
-                    stop.wait(wait)
+                try:
+                    reopened = self.health.reconnect_when_due(stop, self._reopen)
+                except DeviceError as exc:
+                    log.info(
+                        "%s: reconnection failed (next in %.2f s): %s",
+                        self.name,
+                        self.health.status().next_attempt_s or 0.0,
+                        exc,
+                    )
+                    self._event("reconnect_failed", str(exc))
                     continue
-                self._reopen()
-                last_rx = time.monotonic()
+                if reopened:
+                    log.info("%s: reopened %s", self.name, self._path)
+                    self._event("reopened", f"{self.name}: reopened {self._path}")
+                    last_rx = time.monotonic()
                 continue
             request = self._lose_request
             if request is not None:

@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from rigwatch.config.control import STM32_OUTPUTS
+from rigwatch.control.audit import AuditEntry
 
 
 class _In(BaseModel):
@@ -149,22 +151,9 @@ class ControlOut(BaseModel):
     scenarios: list[str]
 
 
-class AuditEntryOut(BaseModel):
+@pydantic_dataclass(frozen=True)
+class AuditEntryOut(AuditEntry):
     """One row of the audit log."""
-
-    id: int
-    time_ns: int
-    time: str
-    who: str
-    source: str
-    action: str
-    target: str
-    value: str
-    result: str
-    reason: str
-    interlock: str
-    redline: str
-    scenario: str
 
 
 class AuditOut(BaseModel):

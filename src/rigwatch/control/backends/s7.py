@@ -193,22 +193,21 @@ class S7Points:
                 return
             if state != "unknown":
                 continue
-            wait = self.health.seconds_to_attempt()
-            if wait > 0:
-                stop.wait(wait)
-                continue
             try:
-                with self._io_lock:
-                    self._drop_locked()
-                    self._connect_locked()
+                if not self.health.reconnect_when_due(stop, self._reconnect):
+                    continue
             except DeviceError as exc:
-                self.health.attempt_failed(str(exc))
                 log.info("%s: reconnection failed: %s", self.name, exc)
                 continue
-            self.health.opened(self.endpoint, first=False)
             log.info("%s: connected again to PLC %s", self.name, self.endpoint)
             if self._read_all("read after reconnecting"):
                 self.health.heard()  # connected once every point is known again
+
+    def _reconnect(self) -> str:
+        with self._io_lock:
+            self._drop_locked()
+            self._connect_locked()
+        return self.endpoint
 
     def _connect_locked(self) -> None:
         if self._client is not None:
