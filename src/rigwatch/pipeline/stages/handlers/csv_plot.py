@@ -35,6 +35,7 @@ from typing import Any
 
 from rigwatch.errors import DeliveryError
 from rigwatch.pipeline.config import CsvPlotHandler
+from rigwatch.pipeline.stages.files import work_name
 from rigwatch.pipeline.stages.handlers.ledger import Ledger
 from rigwatch.pipeline.stages.handlers.records import ReportRecord
 from rigwatch.timefmt import file_stamp, iso_utc
@@ -289,7 +290,7 @@ class CsvPlot:
             if self.series:
                 ax.legend(fontsize=7, ncol=2, loc="best")
             fig.autofmt_xdate()
-            tmp = self.plot_path.with_name(f".{self.plot_path.name}.tmp")
+            tmp = work_name(self.plot_path)
             fig.savefig(tmp, format="png")
             os.replace(tmp, self.plot_path)
         except OSError as exc:
