@@ -2,9 +2,13 @@
 // arrays as raw little-endian bytes. One connection for the whole page (the shell owns it and
 // shows its state); pages hold subscriptions on it, one per device as the protocol allows,
 // and end them when they are left. Reconnects with backoff and re-sends the subscriptions.
+// The control part's frames (docs/control-api.md: `valve_state` to every client,
+// `control_state` after `subscribe_control`, the replies to control messages) go to the
+// control listeners.
 
 import { decode, encode } from "@msgpack/msgpack";
 import { type AcousticAudioFrame, type AcousticMapFrame, decodeAudioFrame, decodeMapFrame } from "./acoustic-frames";
+import type { ControlState } from "./api";
 import { toNumber } from "./util";
 
 export type ConnState = "connecting" | "open" | "closed";
@@ -92,6 +96,96 @@ export interface AcousticLiveSubscription {
 interface HeldAcoustics {
   sub: AcousticSubscription;
   handlers: AcousticHandlers;
+}
+
+/** A frame of the control part (docs/control-api.md, WebSocket). */
+export type ControlFrame =
+  /** The whole control state (the body of GET /api/control), after `subscribe_control` and
+   * after every change; `seq` increases with each state the station makes: a frame whose
+   * `seq` is not above the last one applied is older. */
+  | { type: "control_state"; seq: number; state: ControlState }
+  /** After every acknowledged or failed command of the 9-output valve bank: one bit per
+   * output (1 energised) as acknowledged, and the indices of outputs nobody knows. */
+  | { type: "valve_state"; valves: number[]; unknown: number[] }
+  /** Replies to this connection's own control messages. */
+  | { type: "valve_response"; success: boolean; valves: number[]; message: string }
+  | { type: "step_motor_response"; success: boolean; motorId: number; angle: number; response: string }
+  | { type: "control_authority"; holder: string; lease: string | null; leaseS: number; expiresInS: number | null }
+  | { type: "heartbeat"; holder: string; expiresInS: number }
+  | { type: "system_mode"; mode: string }
+  | { type: "control_unsubscribed" };
+
+/** What a control listener is told. */
+export interface ControlHandlers {
+  onFrame(frame: ControlFrame): void;
+  onDecodeError?(err: unknown): void;
+}
+
+/** A page's hold on the control frames. */
+export interface ControlListener {
+  /** Ends it: no more frames; `unsubscribe_control` is sent when no listener wants the
+   * state any more. */
+  close(): void;
+}
+
+interface HeldControl {
+  handlers: ControlHandlers;
+  /** wants `control_state` (the client sends `subscribe_control` for it) */
+  state: boolean;
+}
+
+const numbers = (v: unknown): number[] => (Array.isArray(v) ? v.map(toNumber) : []);
+const optNumber = (v: unknown): number | null => (v === null || v === undefined ? null : toNumber(v));
+
+function isControlState(v: unknown): v is ControlState {
+  if (v === null || typeof v !== "object") return false;
+  const st = v as Record<string, unknown>;
+  const obj = (x: unknown): boolean => x !== null && typeof x === "object";
+  return obj(st.runner) && obj(st.authority) && obj(st.redlines) && Array.isArray(st.actuators) && Array.isArray(st.scenarios);
+}
+
+/** The control frame in `m`, or null when `m` is not one. Throws on a control frame whose
+ * fields are not what the protocol says. */
+export function decodeControlFrame(m: Msg): ControlFrame | null {
+  switch (m.type) {
+    case "control_state":
+      if (!isControlState(m.state)) throw new Error("control_state without a control state");
+      return { type: "control_state", seq: toNumber(m.seq), state: m.state };
+    case "valve_state":
+      if (!Array.isArray(m.valves)) throw new Error("valve_state without valves");
+      return { type: "valve_state", valves: numbers(m.valves), unknown: numbers(m.unknown) };
+    case "valve_response":
+      return {
+        type: "valve_response",
+        success: m.success === true,
+        valves: numbers(m.valves),
+        message: String(m.message ?? ""),
+      };
+    case "step_motor_response":
+      return {
+        type: "step_motor_response",
+        success: m.success === true,
+        motorId: toNumber(m.motor_id),
+        angle: toNumber(m.angle),
+        response: String(m.response ?? ""),
+      };
+    case "control_authority":
+      return {
+        type: "control_authority",
+        holder: String(m.holder ?? ""),
+        lease: typeof m.lease === "string" ? m.lease : null,
+        leaseS: toNumber(m.lease_s),
+        expiresInS: optNumber(m.expires_in_s),
+      };
+    case "heartbeat":
+      return { type: "heartbeat", holder: String(m.holder ?? ""), expiresInS: toNumber(m.expires_in_s) };
+    case "system_mode":
+      return { type: "system_mode", mode: String(m.mode ?? "") };
+    case "control_unsubscribed":
+      return { type: "control_unsubscribed" };
+    default:
+      return null;
+  }
 }
 
 type Msg = Record<string, unknown>;
@@ -198,6 +292,8 @@ export class LiveClient {
   private readonly held = new Map<string, Held>();
   /** the acoustic camera's subscription, if a page holds it */
   private acoustic: HeldAcoustics | null = null;
+  /** who listens to the control frames */
+  private readonly control = new Set<HeldControl>();
   private backoffMs = 500;
   private retryTimer = 0;
   private stopped = true;
@@ -277,6 +373,27 @@ export class LiveClient {
     };
   }
 
+  /** Delivers the control part's frames to `handlers`: `valve_state` and replies always;
+   * with `state`, also `control_state` (the client subscribes while any listener wants it,
+   * again after each reconnection: the answer is the state of that moment). */
+  listenControl(handlers: ControlHandlers, opts: { state: boolean }): ControlListener {
+    const held: HeldControl = { handlers, state: opts.state };
+    const wanted = this.wantsControlState();
+    this.control.add(held);
+    if (held.state && !wanted) this.send({ type: "subscribe_control" });
+    return {
+      close: () => {
+        if (!this.control.delete(held)) return;
+        if (held.state && !this.wantsControlState()) this.send({ type: "unsubscribe_control" });
+      },
+    };
+  }
+
+  private wantsControlState(): boolean {
+    for (const c of this.control) if (c.state) return true;
+    return false;
+  }
+
   private sendAcoustic(sub: AcousticSubscription): void {
     this.send({ type: "subscribe_acoustics", maps: sub.maps, audio: sub.audio });
   }
@@ -319,6 +436,7 @@ export class LiveClient {
       this.setState("open", this.url);
       for (const held of this.held.values()) this.sendSubscribe(held.sub);
       if (this.acoustic) this.sendAcoustic(this.acoustic.sub);
+      if (this.wantsControlState()) this.send({ type: "subscribe_control" });
     };
     ws.onmessage = (ev: MessageEvent) => this.onMessage(ev.data);
     ws.onclose = (ev: CloseEvent) => {
@@ -349,9 +467,11 @@ export class LiveClient {
     } catch (err) {
       for (const held of this.held.values()) held.handlers.onDecodeError?.(err);
       this.acoustic?.handlers.onDecodeError?.(err);
+      for (const c of this.control) c.handlers.onDecodeError?.(err);
       return;
     }
     if (this.onAcousticMessage(m)) return;
+    if (this.onControlMessage(m)) return;
     // Frames of a device nobody holds may still be in flight after an unsubscribe: dropped.
     const held = typeof m.device === "string" ? this.held.get(m.device) : undefined;
     try {
@@ -378,11 +498,33 @@ export class LiveClient {
           break;
         }
         default:
-          break; // pong, unsubscribed, sensors, system_mode: nothing to do here
+          break; // pong, unsubscribed, sensors: nothing to do here
       }
     } catch (err) {
       held?.handlers.onDecodeError?.(err);
     }
+  }
+
+  /** Frames of the control part (true: the message was one of them). `control_state` goes
+   * only to the listeners that want it (it may still be in flight after they left). */
+  private onControlMessage(m: Msg): boolean {
+    let frame: ControlFrame | null;
+    try {
+      frame = decodeControlFrame(m);
+    } catch (err) {
+      for (const c of this.control) c.handlers.onDecodeError?.(err);
+      return true;
+    }
+    if (frame === null) return false;
+    for (const c of [...this.control]) {
+      if (frame.type === "control_state" && !c.state) continue;
+      try {
+        c.handlers.onFrame(frame);
+      } catch (err) {
+        c.handlers.onDecodeError?.(err);
+      }
+    }
+    return true;
   }
 
   /** Frames of the acoustic camera (true: the message was one of them). Frames still in

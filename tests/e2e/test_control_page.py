@@ -7,7 +7,10 @@ on the page is shown acknowledged by the board, that a command refused by an int
 the interlock's reason and moves nothing, that a refused runner transition shows its reason,
 that Abort during a running scenario brings the runner to ``safe`` with every valve in its
 safe position and the abort in the audit log, that without authority the commands are
-disabled and the page names the holder, and that a station without ``[control]`` says so.
+disabled and the page names the holder, that a valve change made by another client through the
+REST API reaches the open page over the WebSocket (no GET /api/control in between), that with
+the WebSocket down the page still follows the station by its slow fallback poll, and that a
+station without ``[control]`` says so.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -36,6 +40,10 @@ pytestmark = pytest.mark.e2e
 
 STARTUP_TIMEOUT_S = 60.0
 VALVES = ["RELIEF1", "GOX1", "PURGE1", "PURGE2", "FUEL1", "RELIEF2", "GOX2", "FUEL2", "IGNITION"]
+# every output in its safe position (the vents RELIEF1 and RELIEF2 energised open), and the
+# same with PURGE1 energised open
+SAFE_WORD = [1, 0, 0, 0, 0, 1, 0, 0, 0]
+PURGE1_OPEN = [1, 0, 1, 0, 0, 1, 0, 0, 0]
 
 
 @dataclass
@@ -338,6 +346,136 @@ def test_control_page_without_authority_names_the_holder(
         )
     expect(page.get_by_test_id("authority-status")).to_contain_text("Nobody controls")
     no_page_errors(control_page, allowed_statuses=(409,))
+
+
+class ControlGets:
+    """Counts the page's GET /api/control requests (not the audit's) from ``start()`` on."""
+
+    def __init__(self, page: Any) -> None:
+        self.count = 0
+        self._on = False
+        page.on("request", self._request)
+
+    def _request(self, request: Any) -> None:
+        if self._on and request.method == "GET" and urlparse(request.url).path == "/api/control":
+            self.count += 1
+
+    def start(self) -> None:
+        self.count = 0
+        self._on = True
+
+
+def _take_as(url: str, client: str) -> dict[str, str]:
+    r = httpx.post(
+        f"{url}/api/control/authority", json={"action": "request", "client": client}, timeout=10
+    )
+    assert r.status_code == 200, r.text
+    return {"X-Control-Lease": r.json()["lease"]}
+
+
+def _set_valves(url: str, word: list[int], lease: dict[str, str]) -> None:
+    r = httpx.post(f"{url}/api/valves", json={"valves": word}, headers=lease, timeout=15)
+    assert r.status_code == 200, r.text
+
+
+def _release(url: str, lease: dict[str, str]) -> None:
+    httpx.post(
+        f"{url}/api/control/authority",
+        json={"action": "release", "lease": lease["X-Control-Lease"]},
+        headers=lease,
+        timeout=10,
+    )
+
+
+def test_control_page_follows_a_rest_valve_change_over_the_websocket(
+    control_page: PageSession, station: E2EStation
+) -> None:
+    page = control_page.page
+    url = station.base_url
+    gets = ControlGets(page)
+    # the page asked for the control state over the WebSocket and got it
+    page.wait_for_function(
+        "() => window.__rigwatch.control.live && window.__rigwatch.control.pushes >= 1"
+    )
+    assert {"type": "subscribe_control"} in control_page.ws.sent
+    lease = _take_as(url, "bob")
+    try:
+        expect(page.get_by_test_id("authority-status")).to_contain_text("bob controls the station")
+        _set_valves(url, SAFE_WORD, lease)
+        purge = page.get_by_test_id("valve-PURGE1")
+        expect(purge).to_have_attribute("data-acknowledged", "closed")
+
+        before = debug(page, "control")
+        gets.start()
+        _set_valves(url, PURGE1_OPEN, lease)  # bob's command, from outside the page
+        expect(purge).to_have_attribute("data-acknowledged", "open")
+        expect(purge).to_have_attribute("data-commanded", "open")
+        expect(purge).to_have_attribute("data-status", "acknowledged")
+        # valve_state and control_state of the change come in either order
+        page.wait_for_function(
+            "(w) => window.__rigwatch.control.valveBits.join() === w.join()", arg=PURGE1_OPEN
+        )
+        after = debug(page, "control")
+        # it came over the WebSocket: not one GET /api/control since the command
+        assert gets.count == 0, gets.count
+        assert after["polls"] == before["polls"], (before, after)
+        assert after["pushes"] > before["pushes"], (before, after)
+        assert after["valveFrames"] > before["valveFrames"], (before, after)
+        assert "PURGE1: commanded open, acknowledged open (acknowledged)" in after["actuators"]
+        received = control_page.ws.other
+        assert any(
+            m.get("type") == "valve_state" and m.get("valves") == PURGE1_OPEN for m in received
+        )
+        assert any(
+            m.get("type") == "control_state"
+            and any(
+                a["name"] == "PURGE1" and a["acknowledged"] == "open"
+                for a in m["state"]["actuators"]
+            )
+            for m in received
+        )
+    finally:
+        _set_valves(url, SAFE_WORD, lease)
+        _release(url, lease)
+    expect(page.get_by_test_id("authority-status")).to_contain_text("Nobody controls")
+    assert gets.count == 0, gets.count
+    no_page_errors(control_page)
+
+
+def _command_as(url: str, client: str, word: list[int]) -> None:
+    """Take authority, send ``word`` to the valve bank, give authority back (a lease lives
+    only ``operator_timeout_s`` without heartbeats)."""
+    lease = _take_as(url, client)
+    try:
+        _set_valves(url, word, lease)
+    finally:
+        _release(url, lease)
+
+
+def test_control_page_without_websocket_follows_by_its_fallback_poll(
+    app_page: PageSession, station: E2EStation
+) -> None:
+    page = app_page.page
+    url = station.base_url
+    # every connection to /ws is refused (closed at once): the page has only its poll
+    page.route_web_socket(re.compile(r".*/ws$"), lambda ws: ws.close())
+    page.goto(url + "/#/control")
+    page.wait_for_function("() => window.__rigwatch?.control?.polls >= 1")
+    purge = page.get_by_test_id("valve-PURGE1")
+    try:
+        _command_as(url, "bob", SAFE_WORD)
+        expect(purge).to_have_attribute("data-acknowledged", "closed", timeout=20_000)
+        polls = debug(page, "control")["polls"]
+        _command_as(url, "bob", PURGE1_OPEN)
+        expect(purge).to_have_attribute("data-acknowledged", "open", timeout=20_000)
+        control = debug(page, "control")
+        assert control["polls"] > polls, control
+        assert control["live"] is False and control["pushes"] == 0, control
+        assert not app_page.ws.other  # nothing came over a WebSocket
+    finally:
+        _command_as(url, "bob", SAFE_WORD)
+    expect(purge).to_have_attribute("data-acknowledged", "closed", timeout=20_000)
+    no_page_errors(app_page)
 
 
 def test_control_page_station_without_control_says_so(browser: Any, tmp_path: Path) -> None:

@@ -3,8 +3,11 @@
 // the valve bank's 9-bit word), the step motors, the scenario runner (state, scenario picker,
 // Arm / Disarm / Run / Hold / Resume / Reset, the step in progress) with Abort always at hand,
 // the redlines beside a small live chart of their channels, and the audit log (newest first,
-// CSV download). The station's control state is polled (GET /api/control) while the page is
-// shown; every refused command is shown as the station's problem details, with the reason.
+// CSV download). The station's control state comes over the live WebSocket: the page asks for
+// it (`subscribe_control`) and redraws from each `control_state` frame and each `valve_state`
+// frame; GET /api/control is asked once when the page is shown and, only while the WebSocket
+// is down, every 5 s. Every refused command is shown as the station's problem details, with
+// the reason.
 // Without control authority the commands are disabled and the page says who holds it; Abort
 // needs no authority. A station without `[control]` shows that it has none.
 
@@ -24,13 +27,24 @@ import { AuditView } from "../components/audit";
 import { problemOf } from "../components/problems";
 import { RedlinePanel } from "../components/redlines";
 import { type RunnerIntent, RunnerPanel } from "../components/runner";
-import { MotorPanel, ValvePanel, bankWord, describeActuator, safeWord, valveBank } from "../components/valves";
+import {
+  MotorPanel,
+  ValvePanel,
+  bankWord,
+  describeActuator,
+  energised,
+  positions,
+  safeWord,
+  valveBank,
+} from "../components/valves";
 import { controlSession } from "../control-session";
+import type { ControlFrame } from "../live-client";
 import { h, mountHtml, setText, settings } from "../util";
 import type { MountedPage, PageContext } from "./types";
 import "./control.css";
 
-const POLL_MS = 500;
+/** GET /api/control while the WebSocket is down (with it, the station pushes every change) */
+const FALLBACK_POLL_MS = 5000;
 const AUDIT_MS = 2000;
 const STATE_PROBLEM = "control-state";
 const AUDIT_PROBLEM = "control-audit";
@@ -38,9 +52,19 @@ const AUDIT_PROBLEM = "control-audit";
 /** `window.__rigwatch.control` */
 export interface ControlDebug {
   mounted: boolean;
-  /** null until GET /api/control answered; false: the station has no control part */
+  /** null until the first control state arrived; false: the station has no control part */
   available: boolean | null;
+  /** answers of GET /api/control (once when shown, then only while the WebSocket is down) */
   polls: number;
+  /** `control_state` frames applied */
+  pushes: number;
+  /** `valve_state` frames applied, and the bits of the last one */
+  valveFrames: number;
+  valveBits: number[];
+  /** states dropped because a newer one had been applied (frames or poll answers) */
+  stale: number;
+  /** the live WebSocket is open (the state comes over it) */
+  live: boolean;
   runnerState: string;
   holder: string;
   /** this client holds control authority */
@@ -140,6 +164,11 @@ export function mount(root: HTMLElement, ctx: PageContext): MountedPage {
     mounted: true,
     available: null,
     polls: 0,
+    pushes: 0,
+    valveFrames: 0,
+    valveBits: [],
+    stale: 0,
+    live: false,
     runnerState: "",
     holder: "",
     held: session.held,
@@ -156,9 +185,15 @@ export function mount(root: HTMLElement, ctx: PageContext): MountedPage {
   let state: ControlState | null = null;
   /** actuators with a command of this page in flight */
   const busy = new Set<string>();
-  let pollTimer = 0;
+  let fallbackTimer = 0;
   let auditTimer = 0;
   let lastRunnerState = "";
+  /** the WebSocket is open: the station pushes the state, no polling */
+  let wsOpen = false;
+  /** `seq` of the last `control_state` applied on this connection (0: none yet) */
+  let lastSeq = 0;
+  /** states applied from the WebSocket: a poll answer asked for before one of them is older */
+  let pushEpoch = 0;
 
   (els.csv as HTMLAnchorElement).href = audit.csvUrl;
   els.audit.append(audit.table.el);
@@ -183,7 +218,7 @@ export function mount(root: HTMLElement, ctx: PageContext): MountedPage {
       inline?.(problem.detail);
       return null;
     } finally {
-      void poll();
+      if (!wsOpen) void poll(); // with the WebSocket, the change comes as control_state
       void refreshAudit();
     }
   }
@@ -286,7 +321,18 @@ export function mount(root: HTMLElement, ctx: PageContext): MountedPage {
         }),
       );
     }
-    if (e.kind !== "renewed") void poll();
+    if (e.kind === "renewed") {
+      // the lease's countdown is the one thing the station does not push on a heartbeat
+      const st = state;
+      if (st && e.authority && st.authority.holder === e.authority.holder) {
+        state = { ...st, authority: { ...st.authority, expires_in_s: e.authority.expires_in_s } };
+        render();
+      }
+    } else if (!wsOpen) {
+      void poll();
+    } else {
+      render();
+    }
   });
 
   function renderAuthority(st: ControlState): void {
@@ -347,21 +393,69 @@ export function mount(root: HTMLElement, ctx: PageContext): MountedPage {
     els.layout.hidden = !available;
   }
 
+  function applyState(st: ControlState): void {
+    ctx.problems.clear(STATE_PROBLEM);
+    const available = st.actuators.length > 0 || st.scenarios.length > 0;
+    showAvailable(available);
+    state = st;
+    if (!available) return;
+    render();
+    if (st.runner.state !== lastRunnerState) {
+      lastRunnerState = st.runner.state;
+      void refreshAudit();
+    }
+  }
+
+  /** The valve bank's outputs as a `valve_state` frame says (`bits`: 1 energised, as
+   * acknowledged; `unknown`: outputs nobody knows); false when it does not fit the bank. */
+  function applyValveBits(bits: number[], unknown: number[]): boolean {
+    const st = state;
+    const bank = st ? valveBank(st.actuators) : null;
+    if (!st || !bank || bank.length !== bits.length) return false;
+    const index = new Map(bank.map((a, i) => [a.name, i]));
+    const lost = new Set(unknown);
+    const actuators = st.actuators.map((a): Actuator => {
+      const i = index.get(a.name);
+      if (i === undefined) return a;
+      if (lost.has(i)) return { ...a, acknowledged: null, status: "unknown" };
+      const pos = positions(a).find((p) => energised(a, p) === (bits[i] === 1));
+      return pos === undefined ? a : { ...a, acknowledged: pos };
+    });
+    state = { ...st, actuators };
+    return true;
+  }
+
+  function onControlFrame(f: ControlFrame): void {
+    if (!debug.mounted) return;
+    if (f.type === "control_state") {
+      if (f.seq <= lastSeq) {
+        debug.stale++;
+        return;
+      }
+      lastSeq = f.seq;
+      pushEpoch++;
+      debug.pushes++;
+      applyState(f.state);
+    } else if (f.type === "valve_state") {
+      if (!applyValveBits(f.valves, f.unknown)) return;
+      pushEpoch++;
+      debug.valveFrames++;
+      debug.valveBits = f.valves;
+      render();
+    }
+  }
+
   async function poll(): Promise<void> {
+    const epoch = pushEpoch;
     try {
       const st = await getControl();
       if (!debug.mounted) return;
       debug.polls++;
-      ctx.problems.clear(STATE_PROBLEM);
-      const available = st.actuators.length > 0 || st.scenarios.length > 0;
-      showAvailable(available);
-      state = st;
-      if (!available) return;
-      render();
-      if (st.runner.state !== lastRunnerState) {
-        lastRunnerState = st.runner.state;
-        void refreshAudit();
+      if (epoch !== pushEpoch) {
+        debug.stale++; // the WebSocket brought a newer state meanwhile
+        return;
       }
+      applyState(st);
     } catch (err) {
       if (!debug.mounted) return;
       if (err instanceof ApiError && err.status === 404) showAvailable(false);
@@ -382,10 +476,19 @@ export function mount(root: HTMLElement, ctx: PageContext): MountedPage {
     setText(els.auditCount, `${audit.length} rows`);
   }
 
-  function pollLoop(): void {
-    void poll().finally(() => {
-      if (debug.mounted) pollTimer = window.setTimeout(pollLoop, POLL_MS);
-    });
+  /** Polls every FALLBACK_POLL_MS, the first after `delayMs`, until the WebSocket is open. */
+  function fallbackLoop(delayMs: number): void {
+    window.clearTimeout(fallbackTimer);
+    fallbackTimer = window.setTimeout(() => {
+      void poll().finally(() => {
+        if (debug.mounted && !wsOpen) fallbackLoop(FALLBACK_POLL_MS);
+      });
+    }, delayMs);
+  }
+
+  function stopFallback(): void {
+    window.clearTimeout(fallbackTimer);
+    fallbackTimer = 0;
   }
 
   function auditLoop(): void {
@@ -395,14 +498,29 @@ export function mount(root: HTMLElement, ctx: PageContext): MountedPage {
   }
 
   const stopStatus = ctx.status.subscribe((st) => redlines.setDevices(st.devices));
-  pollLoop();
+  void poll(); // the state at once, whatever the WebSocket's state
+  const control = ctx.live.listenControl({ onFrame: onControlFrame }, { state: true });
+  let firstConnState = true;
+  const stopLive = ctx.live.onState((conn) => {
+    const open = conn === "open";
+    const first = firstConnState;
+    firstConnState = false;
+    if (!first && open === wsOpen) return;
+    wsOpen = open;
+    debug.live = open;
+    lastSeq = 0; // another connection: the station's seq may have started over
+    if (open) stopFallback();
+    else fallbackLoop(first ? FALLBACK_POLL_MS : 0); // just polled when first
+  });
   auditLoop();
 
   return {
     unmount(): void {
       debug.mounted = false;
-      window.clearTimeout(pollTimer);
+      stopFallback();
       window.clearTimeout(auditTimer);
+      control.close();
+      stopLive();
       stopSession();
       stopStatus();
       redlines.destroy();

@@ -1,7 +1,8 @@
 """The control audit log: every command (from REST, WebSocket, a scenario or an abort), who
 gave it, when, what came of it, and the interlock or redline involved. Stored durably in
-SQLite (SQLAlchemy 2 Core; WAL journal, ``synchronous=FULL``: a recorded row survives a power
-cut), queryable, exportable to CSV.
+SQLite (SQLAlchemy 2 Core on an engine of :mod:`rigwatch.storage`: WAL journal,
+``synchronous=FULL``, so a recorded row survives a power cut) or PostgreSQL, queryable,
+exportable to CSV.
 
 A row (table ``control_audit``):
 
@@ -36,14 +37,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     insert,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 
 from rigwatch.errors import ControlError
+from rigwatch.storage import READ_ONLY, database_url, postgres_engine, sqlite_engine
 from rigwatch.timefmt import iso_utc
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,12 @@ audit_table = Table(
 COLUMNS = tuple(c.name for c in audit_table.columns)
 """Column names, in table (and CSV) order."""
 
+BUSY_TIMEOUT_S = 5.0
+"""How long a SQLite writer waits for the database's lock before the row is given up (logged):
+a command is never held longer than this by its audit row."""
+
+WHAT = "audit log"
+
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -91,33 +97,44 @@ class AuditEntry:
 
 
 class AuditLog:
-    """The audit log in one SQLite file (or any SQLAlchemy URL). Thread-safe.
+    """The audit log in one SQLite file, or a PostgreSQL database by URL. Thread-safe.
+
+    The engine is :mod:`rigwatch.storage`'s: SQLite in WAL mode with ``synchronous=FULL``, a
+    ``busy_timeout`` of :data:`BUSY_TIMEOUT_S`, writes in ``BEGIN IMMEDIATE`` transactions and
+    reads in deferred ones; PostgreSQL with ``pool_pre_ping``. The table is created when
+    missing.
 
     Args:
-        path: the SQLite file (created with its folder), or a ``sqlite://`` /
+        path: the SQLite file (created with its folder), or a ``sqlite:///file`` /
             ``postgresql+psycopg://`` URL.
 
+    Attributes:
+        url: where the log is (its password hidden), for messages.
+
     Raises:
-        ControlError: the database cannot be opened or created.
+        ControlError: a malformed URL, an in-memory SQLite database (the log must outlive the
+            process), a database other than SQLite or PostgreSQL, a missing folder of a
+            ``sqlite:///`` URL, or the database cannot be opened or its table created.
     """
 
     def __init__(self, path: str | Path) -> None:
-        text = str(path)
-        if "://" in text:
-            url = text
-        else:
-            p = Path(path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            url = f"sqlite:///{p}"
-        self.url = url
-        self._lock = threading.Lock()
+        if "://" not in str(path):
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ControlError(f"cannot create the folder of the {WHAT} {path}: {exc}") from exc
         try:
-            self._engine: Engine = create_engine(url, future=True)
-            if url.startswith("sqlite"):
-                event.listen(self._engine, "connect", _sqlite_pragmas)
+            url = database_url(path, ControlError, WHAT)
+        except ValueError as exc:  # a port that is not a number
+            raise ControlError(f"malformed {WHAT} URL {str(path)!r}: {exc}") from exc
+        self.url = url.render_as_string(hide_password=True)
+        self._lock = threading.Lock()
+        self._engine: Engine = _engine(url)
+        try:
             metadata.create_all(self._engine)
         except Exception as exc:
-            raise ControlError(f"cannot open the audit log {url}: {exc}") from exc
+            self._engine.dispose()
+            raise ControlError(f"cannot open the {WHAT} {self.url}: {exc}") from exc
 
     def record(
         self,
@@ -173,10 +190,12 @@ class AuditLog:
         result: str | None = None,
         action: str | None = None,
         scenario: str | None = None,
+        source: str | None = None,
         limit: int = 1000,
     ) -> list[AuditEntry]:
         """Entries matching every filter given, oldest first, at most ``limit``
-        (``since_ns`` inclusive, ``until_ns`` exclusive)."""
+        (``since_ns`` inclusive, ``until_ns`` exclusive; times in ns since the Unix epoch, UTC).
+        Read in a deferred (read-only) transaction: it never waits for a writer."""
         stmt = select(audit_table).order_by(audit_table.c.id)
         t = audit_table.c
         if since_ns is not None:
@@ -188,11 +207,12 @@ class AuditLog:
             (t.result, result),
             (t.action, action),
             (t.scenario, scenario),
+            (t.source, source),
         ):
             if want is not None:
                 stmt = stmt.where(col == want)
         stmt = stmt.limit(max(0, limit))
-        with self._engine.connect() as conn:
+        with self._engine.connect().execution_options(**READ_ONLY) as conn:
             return [AuditEntry(**dict(r._mapping)) for r in conn.execute(stmt)]
 
     def to_csv(self, out: str | Path | IO[str] | None = None, **filters: Any) -> str:
@@ -216,12 +236,25 @@ class AuditLog:
         self._engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
+def _engine(url: URL) -> Engine:
+    """The engine of the log at ``url`` (see :class:`AuditLog`)."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            raise ControlError(
+                "the audit log needs a SQLite file or a PostgreSQL URL: an in-memory database "
+                "loses every row when the station stops"
+            )
+        return sqlite_engine(
+            url,
+            synchronous="FULL",
+            busy_timeout_s=BUSY_TIMEOUT_S,
+            error=ControlError,
+            what=WHAT,
+        )
+    if backend == "postgresql":
+        return postgres_engine(url, schema=None, error=ControlError)
+    raise ControlError(f"unsupported audit log database {backend!r}: use SQLite or PostgreSQL")
 
 
 def describe_changes(changes: Mapping[str, Any]) -> str:

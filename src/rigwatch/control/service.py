@@ -53,9 +53,12 @@ log = logging.getLogger(__name__)
 
 
 ControlListener = Callable[[str], None]
-"""Called with ``"actuators"`` after a command completed, ``"runner"`` after the runner's state
-changed, ``"authority"`` after the control authority changed; from the control part's
-threads: it must return at once (hand the event over to its own thread or loop)."""
+"""Called with ``"actuators"`` after a command completed, ``"readings"`` after an actuator's
+reading changed (a command sent or answered, a device lost: seen by the watchdogs' pass),
+``"runner"`` after the runner's status changed (state, step, hold, abort: seen by the same
+pass, at most ``watchdog_interval_s`` late), ``"authority"`` after the control authority
+changed; from the control part's threads: it must return at once (hand the event over to its
+own thread or loop)."""
 
 S = RunnerState
 

@@ -23,11 +23,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from rigwatch.acquisition.engine import DeviceStream
+from rigwatch.control.actuators import ActuatorReading
 from rigwatch.control.audit import AuditLog
 from rigwatch.control.authority import ControlAuthority
 from rigwatch.control.commander import Commander
 from rigwatch.control.redlines import RedlineMonitor
-from rigwatch.control.runner import ScenarioRunner
+from rigwatch.control.runner import RunnerStatus, ScenarioRunner
 from rigwatch.control.states import HOT_STATES, RunnerState
 from rigwatch.errors import TransitionRefused
 
@@ -69,7 +70,9 @@ class Watchdogs:
         streams: the station's device streams by name.
         watched: names of the streams whose loss aborts (actuator carriers, redline sensors).
         notify: told ``"authority"`` when a lease expired, ``"runner"`` when the runner's
-            state changed since the last pass.
+            status (state, scenario, step, hold message, abort) changed since the last pass,
+            ``"readings"`` when an actuator's reading (commanded, acknowledged, status,
+            message) did.
     """
 
     def __init__(
@@ -93,7 +96,8 @@ class Watchdogs:
         self._notify = notify
         self._known: set[str] = set()
         self._errors_seen: dict[str, int] = {}
-        self._last_state: RunnerState = S.IDLE
+        self._last_status: RunnerStatus | None = None
+        self._last_readings: dict[str, ActuatorReading] | None = None
 
     def baseline(self) -> None:
         """Take the watched streams' device error counts as the ones already seen."""
@@ -114,8 +118,12 @@ class Watchdogs:
             self._known = {n for n, r in readings.items() if r.status != "unknown"}
         else:
             self._known |= {n for n, r in readings.items() if r.status != "unknown"}
-        if self.runner.state is not self._last_state:
-            self._last_state = self.runner.state
+        if readings != self._last_readings:
+            self._last_readings = readings
+            self._notify("readings")
+        status = self.runner.status()
+        if status != self._last_status:
+            self._last_status = status
             self._notify("runner")
 
     def _check_operator(self) -> None:

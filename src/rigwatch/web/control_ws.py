@@ -10,7 +10,11 @@ client by :class:`~rigwatch.web.control_feed.ControlFeed`), ``step_motor_command
   (or renews, or gives up) control authority; the reply carries the lease, which the session
   keeps and uses for its commands;
 - ``heartbeat``: renews the session's lease (the operator watchdog's heartbeat), answered
-  ``heartbeat {"holder", "expires_in_s"}``.
+  ``heartbeat {"holder", "expires_in_s"}``;
+- ``subscribe_control``: answered ``control_state {"seq", "state"}`` (``state``: the body of
+  ``GET /api/control``), then sent again after every change of the runner, the authority's
+  holder or an actuator (see :mod:`rigwatch.web.control_feed`); reading needs neither token
+  nor authority. ``unsubscribe_control`` ends it, answered ``control_unsubscribed``.
 
 A command needs the token when the station requires one (error ``unauthorized``), then control
 authority (error ``no_authority``, audited); an abort (``system_mode`` ``safe``) needs no
@@ -36,8 +40,9 @@ from rigwatch.errors import (
     TransitionRefused,
 )
 from rigwatch.station import Station
-from rigwatch.web.control_feed import ControlFeed, valve_bits
+from rigwatch.web.control_feed import ControlFeed
 from rigwatch.web.control_schemas import STM32_OUTPUTS, AuthorityIn
+from rigwatch.web.control_views import control_out, valve_bits
 from rigwatch.web.deps import authority_refused
 from rigwatch.web.live_ws import LiveSession, MessageRejected
 from rigwatch.web.routers.control import (
@@ -86,12 +91,17 @@ class StepMotorCommandMsg(_Msg):
     lease: str | None = None
 
 
+class SubscribeControlMsg(_Msg):
+    type: Literal["subscribe_control", "unsubscribe_control"]
+
+
 class ControlChannel:
     """The control messages of one live session.
 
     Args:
         session: the live session (its station, ``may_command`` and ``send``).
-        feed: where the session registers for ``valve_state`` broadcasts.
+        feed: where the session registers for ``valve_state`` broadcasts and, on request,
+            ``control_state`` (None: ``subscribe_control`` answers the state of now only).
     """
 
     def __init__(self, session: LiveSession, feed: ControlFeed | None) -> None:
@@ -105,6 +115,8 @@ class ControlChannel:
             "heartbeat": self._heartbeat,
             "valve_command": self._valve_command,
             "step_motor_command": self._step_motor_command,
+            "subscribe_control": self._subscribe_control,
+            "unsubscribe_control": self._unsubscribe_control,
         }
         if feed is not None:
             feed.register(session.send)
@@ -185,6 +197,20 @@ class ControlChannel:
         await self.session.send(
             pack({"type": "heartbeat", "holder": lease.holder, "expires_in_s": auth.lease_s})
         )
+
+    async def _subscribe_control(self, obj: dict[str, Any]) -> None:
+        SubscribeControlMsg.model_validate(obj)
+        if self.feed is None:
+            state = control_out(self.station).model_dump(mode="json")
+            await self.session.send(pack({"type": "control_state", "seq": 0, "state": state}))
+            return
+        await self.session.send(self.feed.subscribe_state(self.session.send))
+
+    async def _unsubscribe_control(self, obj: dict[str, Any]) -> None:
+        SubscribeControlMsg.model_validate(obj)
+        if self.feed is not None:
+            self.feed.unsubscribe_state(self.session.send)
+        await self.session.send(pack({"type": "control_unsubscribed"}))
 
     async def _command(self, changes: dict[str, Any], who: str) -> tuple[bool, str]:
         """Send ``changes`` and wait; ``(success, reply or failure)``."""

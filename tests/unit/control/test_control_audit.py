@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import sqlite3
 from pathlib import Path
 
+import pytest
+
 from rigwatch.control.audit import COLUMNS, AuditLog
+from rigwatch.errors import ControlError
 
 
 def test_control_audit_rows_survive_reopening_and_filter(tmp_path: Path) -> None:
@@ -54,3 +59,60 @@ def test_control_audit_exports_csv(tmp_path: Path) -> None:
     assert tuple(rows[0]) == COLUMNS
     assert rows[1][COLUMNS.index("who")] == "op, with comma"
     log.close()
+
+
+def test_control_audit_uses_the_storage_engine_wal_full_and_reads_beside_a_writer(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "audit.sqlite"
+    log = AuditLog(db)
+    log.record(who="ana", source="api", action="set", result="ok")
+    with log._engine.connect() as conn:  # the engine rigwatch.storage built
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    with sqlite3.connect(db) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # another process holds the write lock: a query (a deferred, read-only transaction)
+    # still answers at once instead of waiting for the lock
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute(
+            "INSERT INTO control_audit (time_ns, time, who, source, action, target, value, "
+            "result, reason, interlock, redline, scenario) "
+            "VALUES (5, 't', 'bob', 'ws', 'arm', '', '', 'ok', '', '', '', '')"
+        )
+        assert [r.who for r in log.query()] == ["ana"]  # the uncommitted row is not seen
+        writer.execute("COMMIT")
+    finally:
+        writer.close()
+    assert [r.who for r in log.query()] == ["ana", "bob"]
+    log.close()
+
+
+def test_control_audit_filters_by_source(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "a.sqlite")
+    log.record(who="ana", source="api", action="set", result="ok", time_ns=1)
+    log.record(who="ana", source="ws", action="set", result="ok", time_ns=2)
+    log.record(who="redline:p", source="redline", action="abort", result="ok", time_ns=3)
+    assert [r.time_ns for r in log.query(source="ws")] == [2]
+    assert [r.time_ns for r in log.query(source="api", who="ana")] == [1]
+    assert log.query(source="scenario") == []
+    log.close()
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("sqlite://", "in-memory database"),
+        ("sqlite:///:memory:", "in-memory database"),
+        ("mysql://u@localhost/audit", "unsupported audit log database 'mysql'"),
+        ("sqlite:////nonexistent-rigwatch-folder/audit.sqlite", "folder"),
+        ("://audit", "malformed audit log URL"),
+        ("postgresql+psycopg://u@localhost:port/audit", "malformed audit log URL"),
+    ],
+)
+def test_control_audit_refuses_what_it_cannot_keep(target: str, reason: str) -> None:
+    with pytest.raises(ControlError, match=re.escape(reason)):
+        AuditLog(target)

@@ -22,19 +22,17 @@ import asyncio
 import csv
 import io
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import create_engine, select
-from sqlalchemy.engine import Engine
 
 from rigwatch.config.control import ArduinoMotorsConfig, S7Config
 from rigwatch.control.actuators import Status
-from rigwatch.control.audit import COLUMNS, AuditLog, audit_table
+from rigwatch.control.audit import COLUMNS, AuditLog
 from rigwatch.control.backends.pi_valves import PiValves
-from rigwatch.control.runner import RunnerStatus, ScenarioRunner
 from rigwatch.control.states import HOT_STATES, RunnerState
 from rigwatch.errors import (
     ActuatorFault,
@@ -44,11 +42,8 @@ from rigwatch.errors import (
     TransitionRefused,
 )
 from rigwatch.station import Station
-from rigwatch.timefmt import iso_utc
-from rigwatch.web.control_feed import valve_bits
 from rigwatch.web.control_schemas import (
     AbortIn,
-    ActuatorOut,
     AuditEntryOut,
     AuditFilter,
     AuditOut,
@@ -60,15 +55,14 @@ from rigwatch.web.control_schemas import (
     PiValveIn,
     PlcIn,
     PlcOut,
-    RedlinesOut,
     RunnerOut,
     ScenarioOut,
     StepMotorIn,
     StepMotorOut,
-    TripOut,
     ValvesIn,
     ValvesOut,
 )
+from rigwatch.web.control_views import authority_out, control_out, runner_out, valve_bits
 from rigwatch.web.deps import (
     LEASE_HEADER,
     Context,
@@ -88,25 +82,6 @@ RUNNER_ERRORS = problem_responses(401, 403, 409)
 
 
 # -- helpers shared with the WebSocket ----------------------------------------------------------
-
-
-def runner_out(runner: ScenarioRunner) -> RunnerOut:
-    """The runner's status as the API shows it."""
-    st: RunnerStatus = runner.status()
-    return RunnerOut(
-        state=st.state.value,
-        since=iso_utc(st.since_ns),
-        scenario=st.scenario,
-        step_index=st.step_index,
-        step=st.step,
-        armed_by=st.armed_by,
-        hold_message=st.hold_message,
-        abort_reason=st.abort_reason,
-        abort_by=st.abort_by,
-        redline=st.redline,
-        safing_failures=list(st.safing_failures),
-        allowed=runner.allowed(st.state),
-    )
 
 
 def send_command(station: Station, changes: dict[str, Any], who: str, source: str) -> Status:
@@ -364,14 +339,6 @@ def abort(request: Request, station: StationDep, body: AbortIn | None = None) ->
     return runner_out(runner)
 
 
-def authority_out(station: Station, lease: str | None = None) -> AuthorityOut:
-    """Who controls the station (``lease`` only for its holder)."""
-    auth = station.control.authority
-    return AuthorityOut(
-        holder=auth.holder, lease=lease, lease_s=auth.lease_s, expires_in_s=auth.expires_in_s()
-    )
-
-
 def change_authority(
     station: Station, body: AuthorityIn, token: str | None, who: str, source: str
 ) -> AuthorityOut:
@@ -442,53 +409,9 @@ def authority(body: AuthorityIn, request: Request, station: StationDep) -> Autho
 @router.get("/api/control")
 def control_status(station: StationDep) -> ControlOut:
     """The runner, the authority, each actuator's commanded and acknowledged state, the
-    redlines watched and tripped, the scenarios."""
-    control = station.control
-    readings = control.commander.read()
-    owners = {s.name: b.name for b in control.commander.backends for s in b.specs}
-    actuators = []
-    for name, spec in control.commander.specs.items():
-        r = readings[name]
-        actuators.append(
-            ActuatorOut(
-                name=name,
-                backend=owners[name],
-                kind=spec.kind,
-                safe=spec.safe,
-                hot=spec.hot,
-                commanded=r.commanded,
-                acknowledged=r.acknowledged,
-                status=r.status,
-                since=iso_utc(r.since_ns),
-                message=r.message,
-            )
-        )
-    trips = [
-        TripOut(
-            redline=t.redline,
-            message=t.message,
-            time=iso_utc(t.time_ns),
-            value=None if t.value != t.value else t.value,
-        )
-        for t in control.monitor.trips[-50:]
-    ]
-    return ControlOut(
-        runner=runner_out(control.runner),
-        authority=authority_out(station),
-        actuators=actuators,
-        redlines=RedlinesOut(active=control.monitor.active, trips=trips),
-        scenarios=sorted(control.runner.scenarios),
-    )
-
-
-_engines: dict[str, Engine] = {}
-
-
-def _audit_engine(audit: AuditLog) -> Engine:
-    engine = _engines.get(audit.url)
-    if engine is None:
-        engine = _engines[audit.url] = create_engine(audit.url)
-    return engine
+    redlines watched and tripped, the scenarios. A live client gets the same after every
+    change as ``control_state`` frames (WebSocket ``subscribe_control``)."""
+    return control_out(station)
 
 
 def _ns(when: datetime) -> int:
@@ -500,24 +423,17 @@ def _ns(when: datetime) -> int:
 
 def query_audit(audit: AuditLog, f: AuditFilter) -> list[AuditEntryOut]:
     """Rows of ``audit`` matching every filter of ``f``, oldest first, at most ``f.limit``."""
-    t = audit_table.c
-    stmt = select(audit_table).order_by(t.id)
-    if f.since is not None:
-        stmt = stmt.where(t.time_ns >= _ns(f.since))
-    if f.until is not None:
-        stmt = stmt.where(t.time_ns < _ns(f.until))
-    for col, want in (
-        (t.who, f.who),
-        (t.source, f.source),
-        (t.result, f.result),
-        (t.action, f.action),
-        (t.scenario, f.scenario),
-    ):
-        if want is not None:
-            stmt = stmt.where(col == want)
-    with _audit_engine(audit).connect() as conn:
-        rows = conn.execute(stmt.limit(f.limit)).all()
-    return [AuditEntryOut(**dict(r._mapping)) for r in rows]
+    entries = audit.query(
+        since_ns=None if f.since is None else _ns(f.since),
+        until_ns=None if f.until is None else _ns(f.until),
+        who=f.who,
+        source=f.source,
+        result=f.result,
+        action=f.action,
+        scenario=f.scenario,
+        limit=f.limit,
+    )
+    return [AuditEntryOut(**asdict(e)) for e in entries]
 
 
 @router.get(
