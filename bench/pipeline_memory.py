@@ -8,12 +8,15 @@ synthetic grating images (``--n``, ``--quick``: 500) imported from a folder: col
 processor (grating analysis, ``max_intensity``), reporter (CSV and plot, matplotlib),
 compressor (zstd), syncer (to a local folder) and retention (ring buffer of 100). The
 resident set size (RSS) and the proportional set size (PSS: shared pages divided among the
-processes sharing them) of each stage process, the supervisor and the launcher server the
-stages are forked from are sampled every ``--interval`` seconds with psutil until every
-artifact went through every stage. Reported: each process's peak, the sum of the stage
-processes' peaks (``peak_rss_mb_total``, an upper bound: pages shared by the forked stages
-are counted once per process), the same sum with the supervisor and launcher, and the largest
-simultaneous PSS total of all of them (what the pipeline really took from the machine).
+processes sharing them) of each stage process and of the supervisor they are forked from are
+sampled every ``--interval`` seconds with psutil until every artifact went through every
+stage. Any other process under the supervisor (a fork server, multiprocessing's resource
+tracker: ``launcher``, ``resource-tracker``; a stage just started, not yet in
+``supervisor.json``) counts in the simultaneous total. Reported: each process's peak, the sum
+of the stage processes' peaks (``peak_rss_mb_total``, an upper bound: pages shared by the
+forked stages are counted once per process), the same sum with the supervisor (and any
+launcher), and the largest simultaneous PSS total of all of them (what the pipeline really
+took from the machine).
 """
 
 from __future__ import annotations
@@ -94,6 +97,20 @@ def _memory(pid: int) -> tuple[int, int] | None:
     return int(full.rss), int(getattr(full, "pss", full.rss))
 
 
+def _helper_kind(process: psutil.Process) -> str | None:
+    """``launcher`` for a fork server, ``resource-tracker`` for multiprocessing's resource
+    tracker, ``None`` for anything else (a stage process)."""
+    try:
+        cmdline = " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return None
+    if "forkserver" in cmdline:
+        return "launcher"
+    if "resource_tracker" in cmdline:
+        return "resource-tracker"
+    return None
+
+
 def run(n: int, interval_s: float, timeout_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rw-pipeline-memory-") as d:
         tmp = Path(d)
@@ -126,20 +143,26 @@ def run(n: int, interval_s: float, timeout_s: float) -> dict[str, Any]:
                 for name, child in state.get("children", {}).items():
                     if child.get("pid"):
                         procs[name] = int(child["pid"])
+                unlisted: list[int] = []  # a stage just started: in the total only
                 try:
                     for c in psutil.Process(sup.pid).children():
                         if c.pid not in procs.values():
-                            procs["launcher"] = c.pid  # the server the stages are forked from
+                            kind = _helper_kind(c)
+                            if kind is None:
+                                unlisted.append(c.pid)
+                            else:
+                                procs[kind] = c.pid
                 except psutil.NoSuchProcess:
                     pass
                 pss_total = 0
-                for name, pid in procs.items():
+                for name, pid in [*procs.items(), *(("", pid) for pid in unlisted)]:
                     mem = _memory(pid)
                     if mem is None:
                         continue
-                    peak_rss[name] = max(peak_rss.get(name, 0), mem[0])
-                    peak_pss[name] = max(peak_pss.get(name, 0), mem[1])
                     pss_total += mem[1]
+                    if name:
+                        peak_rss[name] = max(peak_rss.get(name, 0), mem[0])
+                        peak_pss[name] = max(peak_pss.get(name, 0), mem[1])
                 peak_pss_total = max(peak_pss_total, pss_total)
                 samples += 1
                 now = time.monotonic()
@@ -156,7 +179,8 @@ def run(n: int, interval_s: float, timeout_s: float) -> dict[str, Any]:
             manifest.close()
         if not finished:
             raise SystemExit(f"the pipeline did not finish {n} artifacts in {timeout_s} s")
-        stages = {k: v for k, v in peak_rss.items() if k not in ("supervisor", "launcher")}
+        helpers = ("supervisor", "launcher", "resource-tracker")
+        stages = {k: v for k, v in peak_rss.items() if k not in helpers}
         return {
             "artifacts": n,
             "elapsed_s": round(elapsed, 1),
@@ -186,11 +210,14 @@ def _markdown(r: dict[str, Any], command: str) -> str:
     lines += [
         "",
         f"- Sum of the stage processes' peak RSS (`peak_rss_mb_total`): "
-        f"**{r['peak_rss_mb_total']} MB**; with supervisor and launcher: "
+        f"**{r['peak_rss_mb_total']} MB**; with the supervisor: "
         f"{r['peak_rss_mb_total_with_supervisor']} MB. RSS counts pages shared by the forked "
         f"stages once per process, so these sums are upper bounds.",
         f"- Largest simultaneous PSS total of all pipeline processes (shared pages divided "
         f"among their sharers): **{r['peak_pss_mb_concurrent']} MB**.",
+        "- Stage processes are forked from the supervisor, which imports only what they all "
+        "share (configuration, manifest, SQLAlchemy, Alembic); each stage imports its own "
+        "libraries after the fork, when its work needs them (`src/rigwatch/pipeline/launcher.py`).",
         "- Target: within a few hundred MB on a Raspberry Pi 4 (4 GiB models and up).",
     ]
     return "\n".join(lines)

@@ -6,8 +6,11 @@ SSH session leaves it running, as today's pipeline) and returns once it runs. Th
 writes ``supervisor.pid`` and ``supervisor.json`` in ``state_dir``; every stage writes its
 own ``<name>.status.json`` there, and its output goes to ``<name>.log``.
 
-Stage processes are forked from a server process that imported their modules once
-(:mod:`.launcher`), so starting or restarting one costs milliseconds.
+Stage processes are forked from the supervisor, which imported the modules they all share
+once (:mod:`.launcher`), so starting or restarting one costs milliseconds and the stages share
+those modules' memory; what only one stage needs it imports itself, after the fork. The
+supervisor holds no database connection when it forks: it closes the manifest's pooled
+connections before every start.
 
 A stage that exits (crash, SIGKILL, an error at start) is started again after a backoff that
 doubles from ``restart_min_s`` to ``restart_max_s`` and falls back to the minimum once the
@@ -118,9 +121,11 @@ class Supervisor:
 
     Args:
         config_path: the pipeline's TOML config; config: it, already loaded.
-        fork_stages: start stage processes forked from a server that imported their modules
-            once (:mod:`.launcher`: a start or restart costs milliseconds, not seconds of
-            imports); false: each as a new interpreter (``python -m rigwatch.pipeline.stages``).
+        fork_stages: start stage processes forked from this process, which imported the
+            modules they share once (:mod:`.launcher`: a start or restart costs
+            milliseconds, not seconds of imports, and the stages share those pages); false:
+            each as a new interpreter (``python -m rigwatch.pipeline.stages``). Forking needs
+            this process to run one thread (as ``python -m rigwatch.pipeline.supervisor``).
     """
 
     def __init__(
@@ -141,13 +146,14 @@ class Supervisor:
         if fork_stages:
             from rigwatch.pipeline.launcher import Launcher
 
-            self._launcher = Launcher([c.stage for c in self.children])
+            self._launcher = Launcher()
 
     # -- children -----------------------------------------------------------------------------
 
     def _start(self, child: Child) -> None:
         log_path = self.state_dir / f"{child.name}.log"
         if self._launcher is not None:
+            self._close_connections()  # a forked stage must not inherit one
             child.proc = self._launcher.start(child.stage, self.config_path, child.name, log_path)
         else:
             if child.log_file is None:
@@ -233,6 +239,11 @@ class Supervisor:
                 log.warning("cannot open the manifest: %s", exc)
         return self._manifest
 
+    def _close_connections(self) -> None:
+        """Close the manifest's pooled database connections (it reconnects when used)."""
+        if self._manifest is not None:
+            self._manifest.close()
+
     def _catch_up_log(self) -> None:
         manifest = self._open_manifest()
         if manifest is None:
@@ -272,9 +283,9 @@ class Supervisor:
         pid_file = self.state_dir / PID_FILE
         pid_file.write_text(str(os.getpid()))
         try:
-            if self._launcher is not None:
-                self._launcher.prepare()  # the server imports while the log is caught up
             self._catch_up_log()
+            if self._launcher is not None:
+                self._launcher.prepare()  # after the catch-up: what it loaded is shared too
             for child in self.children:
                 self._start(child)
             self.state = "running"

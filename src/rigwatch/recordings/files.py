@@ -20,10 +20,10 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
-from rigwatch.recordings.layout import open_parquet_writer
+if TYPE_CHECKING:  # PyArrow is imported by the writers only: names and fsyncs need none
+    import pyarrow as pa
 
 PARQUET_SUFFIX = ".parquet"
 TMP_SUFFIX = ".tmp"
@@ -97,7 +97,12 @@ def fsync_path(path: Path) -> None:
 
 
 def fsync_dir(directory: Path) -> None:
-    """Make renames/creations in ``directory`` durable (no-op where unsupported: Windows)."""
+    """Make creations, renames and deletions in ``directory`` durable: best effort, a folder
+    that cannot be opened or flushed is left as it is (no-op where unsupported: Windows).
+
+    The one such helper of rigwatch: the recorder, the pipeline's stages and its manifest
+    backups use it (this module imports no PyArrow at import time, so they can).
+    """
     if os.name == "nt":
         return
     try:
@@ -133,6 +138,10 @@ def write_batches_atomically(
         RecorderError: bad codec; OSError: I/O failure (the temporary file is removed, ``path``
             is untouched); whatever the iterator raises (likewise).
     """
+    import pyarrow as pa
+
+    from rigwatch.recordings.layout import open_parquet_writer
+
     tmp = tmp_path(path)
     rows = 0
     try:
@@ -177,6 +186,8 @@ def write_table_atomically(
         RecorderError: bad codec; OSError: I/O failure (the temporary file is removed, ``path``
             is untouched).
     """
+    import pyarrow as pa
+
     table = (
         table_or_batches
         if isinstance(table_or_batches, pa.Table)

@@ -267,7 +267,12 @@ def test_threads_never_double_claim(tmp_path: Path) -> None:
     manifest = Manifest.open(tmp_path / "m.sqlite", lease_s=600)
     n_items, n_threads = 600, 6
     add(manifest, n_items)
+    # Every thread claims its first batch at the same moment and holds it until all have
+    # one: without that, a thread claiming and completing in a tight loop could take the
+    # write lock again right after each commit while the others sleep in SQLite's busy
+    # handler, and finish all items alone (nothing would have competed).
     start = threading.Barrier(n_threads)
+    all_hold_one = threading.Barrier(n_threads)
     completed: list[list[int]] = [[] for _ in range(n_threads)]
     refused: list[int] = []
     errors: list[BaseException] = []
@@ -275,12 +280,17 @@ def test_threads_never_double_claim(tmp_path: Path) -> None:
     def worker(k: int) -> None:
         try:
             start.wait(timeout=30)
-            while leases := manifest.claim("process", f"T{k}", limit=7):
+            leases = manifest.claim("process", f"T{k}", limit=7)
+            all_hold_one.wait(timeout=30)
+            while leases:
                 outcome = manifest.complete_many([(x, {"by": k}) for x in leases])
                 completed[k] += outcome.done
                 refused.extend(outcome.refused)
+                leases = manifest.claim("process", f"T{k}", limit=7)
         except BaseException as exc:
             errors.append(exc)
+            start.abort()
+            all_hold_one.abort()
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(n_threads)]
     for t in threads:
@@ -290,7 +300,7 @@ def test_threads_never_double_claim(tmp_path: Path) -> None:
     assert not errors and not refused
     everything = Counter(i for ids in completed for i in ids)
     assert len(everything) == n_items and set(everything.values()) == {1}
-    assert sum(1 for ids in completed if ids) >= 2  # the claimers really competed
+    assert all(completed), "every claimer completed its first, concurrently claimed batch"
     assert len(manifest.results("process", limit=5000)) == n_items
     assert manifest.counts()[Stage.PROCESS] == {"done": n_items}
     manifest.close()

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from scipy import ndimage
 
 from rigwatch.errors import ImageError
 
@@ -163,6 +162,8 @@ def rotate_image(image: np.ndarray, angle_deg: float) -> np.ndarray:
     bilinear, zeros outside (``scipy.ndimage.rotate``); ``0`` returns the image unchanged."""
     if angle_deg == 0:
         return image
+    from scipy import ndimage  # only for rotations: an unrotated image needs no SciPy
+
     return ndimage.rotate(image, angle_deg, reshape=False, order=1, mode="constant", cval=0)
 
 
@@ -335,6 +336,8 @@ def _rotated_block_ndimage(
         return np.zeros((h, w), dtype=dtype)
     part = prep(image[lo[0] : hi[0], lo[1] : hi[1]])
     block_offset = offset + matrix @ np.array([r, c], dtype=np.float64) - lo
+    from scipy import ndimage
+
     result: np.ndarray = ndimage.affine_transform(
         part,
         matrix,

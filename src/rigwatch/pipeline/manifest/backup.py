@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from rigwatch.errors import BackupError
+from rigwatch.recordings.files import fsync_dir
 from rigwatch.timefmt import file_stamp
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,6 @@ def _source_path(source: str | Path | Engine) -> Path:
             )
         return Path(source.url.database)
     return Path(source)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def backup_sqlite(
@@ -92,7 +85,7 @@ def backup_sqlite(
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-        _fsync_dir(dest)
+        fsync_dir(dest)
     except (sqlite3.Error, OSError) as exc:
         raise BackupError(f"backup of {src_path} into {dest} failed: {exc}") from exc
     finally:

@@ -27,9 +27,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from rigwatch.errors import CameraError, DuplicateArtifact, PipelineError
 from rigwatch.pipeline.config import FolderImportConfig, PipelineConfig
@@ -38,18 +36,22 @@ from rigwatch.pipeline.stages.files import (
     FreeBytes,
     copy_durably,
     disk_free_bytes,
-    fsync_dir,
     link_or_copy,
     sha256_file,
     write_bytes_durably,
 )
 from rigwatch.pipeline.stages.queries import known_paths
-from rigwatch.pipeline.stages.sources.cameras import Camera, SyntheticCamera, UsbCamera
 from rigwatch.pipeline.stages.sources.ds18b20 import Ds18b20Bus, TemperatureReading
 from rigwatch.pipeline.stages.sources.names import image_name, parse_image_name
 from rigwatch.pipeline.stages.status import StatusFile
 from rigwatch.pipeline.stages.worker import StageLoop
+from rigwatch.recordings.files import fsync_dir
 from rigwatch.timefmt import file_stamp, iso_utc
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from rigwatch.pipeline.stages.sources.cameras import Camera
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ def _variants(path: Path) -> list[str]:
 
 def encode_png(image: np.ndarray) -> bytes:
     """A grayscale ``uint8``/``uint16`` image as PNG bytes (fast compression level)."""
+    import numpy as np
     from PIL import Image
 
     arr = np.ascontiguousarray(image)
@@ -107,9 +110,15 @@ class Collector(StageLoop):
         self.free_bytes = free_bytes
         cam = self.section.camera
         self.camera: Camera | None = camera
+        # cameras (NumPy, the synthetic images' analysis helpers, OpenCV) are imported only
+        # when one is configured: a collector importing a folder needs none of them
         if self.camera is None and cam.enabled and cam.type == "synthetic":
+            from rigwatch.pipeline.stages.sources.cameras import SyntheticCamera
+
             self.camera = SyntheticCamera(cam.synthetic)
         elif self.camera is None and cam.enabled and cam.type == "usb":
+            from rigwatch.pipeline.stages.sources.cameras import UsbCamera
+
             self.camera = UsbCamera(cam.usb)
         tcfg = self.section.temperature
         self.temperature = temperature

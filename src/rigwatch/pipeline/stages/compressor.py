@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 from rigwatch.errors import BadItem
 from rigwatch.pipeline.manifest import ArtifactChanges, Lease, Manifest
-from rigwatch.pipeline.stages.files import CHUNK, fsync_dir, work_name
+from rigwatch.pipeline.stages.files import CHUNK, work_name
 from rigwatch.pipeline.stages.status import StatusFile
 from rigwatch.pipeline.stages.worker import ClaimingStage, Handled, WorkerSettings, data_path
+from rigwatch.recordings.files import fsync_dir
 
 log = logging.getLogger(__name__)
 

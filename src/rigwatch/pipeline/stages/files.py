@@ -2,7 +2,8 @@
 
 Every file a stage creates is written under a hidden temporary name in the destination folder,
 flushed to stable storage (``fsync``), renamed into place (:func:`os.replace`, atomic on POSIX
-file systems) and the folder flushed, so a visible file is always complete.
+file systems) and the folder flushed (:func:`rigwatch.recordings.files.fsync_dir`), so a
+visible file is always complete.
 """
 
 from __future__ import annotations
@@ -13,26 +14,13 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from rigwatch.recordings.files import fsync_dir
+
 CHUNK = 1 << 20
 """Read/copy block size, bytes."""
 
 FreeBytes = Callable[[Path], int]
 """Free space of the file system holding a path, bytes (a seam: tests pass their own)."""
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make creations, renames and deletions in ``directory`` durable (best effort: a folder
-    that cannot be opened or flushed is left as it is)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def disk_free_bytes(path: Path) -> int:
@@ -85,7 +73,7 @@ def copy_durably(
     """Copy ``source`` to ``final`` via a hidden temporary file in ``final``'s folder; the
     copy is fsynced, read back and checked, then renamed into place (and the folder flushed,
     unless ``sync_dir`` is false: a caller copying a batch flushes the folder once with
-    :func:`fsync_dir` before it records the batch).
+    :func:`~rigwatch.recordings.files.fsync_dir` before it records the batch).
 
     Returns:
         SHA-256 and size of the bytes copied.

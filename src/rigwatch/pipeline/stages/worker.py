@@ -44,9 +44,9 @@ from typing import Any
 
 from rigwatch.errors import BadItem, LeaseLost, PipelineError, StageWaiting
 from rigwatch.pipeline.manifest import ArtifactChanges, Lease, Manifest, worker_id
-from rigwatch.pipeline.stages.files import fsync_dir
 from rigwatch.pipeline.stages.queries import next_due_ns
 from rigwatch.pipeline.stages.status import StatusFile
+from rigwatch.recordings.files import fsync_dir
 
 log = logging.getLogger(__name__)
 

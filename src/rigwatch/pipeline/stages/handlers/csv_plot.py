@@ -13,15 +13,24 @@ ledger's committed size (an append whose process died before recording it) is cu
 rows are appended and flushed, and the delivery and the new size are recorded in one
 transaction.
 
+The handler reads a file's header and committed size once (its first delivery to that file
+after a start) and keeps them with the file's identity, size and modification time as it left
+them after its last recorded append. A later delivery opens the file for appending without
+creating it and compares: the same file, untouched since, is appended to at once; a file
+removed, replaced (rotated), or changed by another reporter process (an append of theirs, a
+cut tail) is read and reconciled with the ledger again as at the first delivery.
+
 ``processed_data_plot.png`` (matplotlib, Agg) shows the resonance position (the method's
 position output, ``statistic``) of up to :data:`MAX_LINES` ROIs over time, kept in memory
 (seeded from the CSV's tail at start) and redrawn at most every ``plot_interval_s``.
+matplotlib is imported at the first drawing, so a reporter without a plot never loads it.
 """
 
 from __future__ import annotations
 
 import csv
 import fcntl
+import gc
 import io
 import logging
 import math
@@ -30,8 +39,9 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rigwatch.errors import DeliveryError
 from rigwatch.pipeline.config import CsvPlotHandler
@@ -105,6 +115,38 @@ def other_rows(record: ReportRecord) -> list[Row]:
     return [row]
 
 
+@dataclass(frozen=True)
+class KnownFile:
+    """A CSV file as the handler left it after its last recorded append.
+
+    Attributes:
+        header: the file's columns.
+        device, inode: the file's identity (``st_dev``, ``st_ino``).
+        size: its size in bytes, the ledger's committed size.
+        mtime_ns: its modification time, ns since the epoch.
+    """
+
+    header: tuple[str, ...]
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, header: list[str], st: os.stat_result) -> KnownFile:
+        """The state of a file with ``header`` and status ``st``."""
+        return cls(tuple(header), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def unchanged(self, st: os.stat_result) -> bool:
+        """True when ``st`` is this file's status, untouched since."""
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (
+            self.device,
+            self.inode,
+            self.size,
+            self.mtime_ns,
+        )
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """An exclusive ``fcntl`` lock on ``path`` (created when missing)."""
@@ -134,6 +176,8 @@ class CsvPlot:
         self.csv_path = self._resolve(config.csv)
         self.plot_path = None if config.plot is None else self._resolve(config.plot)
         self.series: dict[str, deque[tuple[float, float]]] = {}
+        self.known: dict[Path, KnownFile] = {}
+        """The files appended to since the start (see the module docstring)."""
         self._dirty = False
         self._drawn = 0.0
         if self.plot_path is not None:
@@ -159,24 +203,55 @@ class CsvPlot:
                 done = self.ledger.delivered(self.name, record.artifact_id)
                 if done is not None:
                     return done
-                header = self._prepare(path, rows)
-                buf = io.StringIO()
-                writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore")
-                if path.stat().st_size == 0:
-                    writer.writeheader()
-                writer.writerows(rows)
-                with open(path, "ab") as fh:
+                fh, header, st = self._open_for_append(path, rows)
+                with fh:
+                    buf = io.StringIO()
+                    writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore")
+                    if st.st_size == 0:
+                        writer.writeheader()
+                    writer.writerows(rows)
                     fh.write(buf.getvalue().encode())
                     fh.flush()
                     os.fsync(fh.fileno())
                     size = fh.tell()
+                    after = os.fstat(fh.fileno())
                 detail = {"file": path.name, "rows": len(rows)}
                 self.ledger.record(self.name, record.artifact_id, detail, (path, size))
+                self.known[path] = KnownFile.of(header, after)
         except OSError as exc:
             raise DeliveryError(f"csv {path}: {exc}") from exc
         if kind == "image":
             self._remember(record)
         return detail
+
+    def _open_for_append(
+        self, path: Path, rows: list[Row]
+    ) -> tuple[IO[bytes], list[str], os.stat_result]:
+        """``path`` open for appending ``rows``, the header to write them with and the file's
+        status before the append; the known state when the file is untouched since the last
+        recorded append, else the file read and reconciled (:meth:`_prepare`)."""
+        known = self.known.pop(path, None)  # forgotten until this append is recorded
+        if known is not None:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            except FileNotFoundError:
+                pass  # removed since: started again below
+            else:
+                try:
+                    st = os.fstat(fd)
+                    if known.unchanged(st) and {k for r in rows for k in r} <= set(known.header):
+                        return os.fdopen(fd, "ab"), list(known.header), st
+                except BaseException:
+                    os.close(fd)
+                    raise
+                os.close(fd)
+        header = self._prepare(path, rows)
+        fh = open(path, "ab")  # noqa: SIM115  (closed by the caller)
+        try:
+            return fh, header, os.fstat(fh.fileno())
+        except BaseException:
+            fh.close()
+            raise
 
     def _prepare(self, path: Path, rows: list[Row]) -> list[str]:
         """Cut off an unrecorded tail, rotate on a new column; returns the header to use."""
@@ -272,14 +347,15 @@ class CsvPlot:
         """Redraw the plot now (written under a temporary name and renamed)."""
         if self.plot_path is None:
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
         from datetime import UTC, datetime
 
-        import matplotlib.pyplot as plt
+        # the figure API (no pyplot: no global figure registry to forget a figure in)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
-        fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+        fig = Figure(figsize=(10, 5), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
         try:
             for label, series in self.series.items():
                 ts: Any = [datetime.fromtimestamp(t, tz=UTC) for t, _ in series]
@@ -296,7 +372,11 @@ class CsvPlot:
         except OSError as exc:
             log.warning("cannot write plot %s: %s", self.plot_path, exc)
         finally:
-            plt.close(fig)
+            # a figure is a web of reference cycles (several MB with its rendered canvas):
+            # freed now rather than when the collector's oldest generation next runs
+            fig.clear()
+            del fig, ax
+            gc.collect()
         self._dirty = False
         self._drawn = time.monotonic()
 
