@@ -323,6 +323,13 @@ class WsProbe(threading.Thread):
                     self.latencies_ms.append((now / 1e9, (now - frame["accepted_ns"]) / 1e6))
 
 
+def _cpu_per_message(r: dict[str, Any]) -> str:
+    answered = sum(r["codes"].values())
+    if not answered or "server_cpu_s" not in r:
+        return "n/a"
+    return f"{r['server_cpu_s'] / answered * 1e6:.0f} µs"
+
+
 def _load(r: dict[str, Any]) -> str:
     value = r.get("load_average_1min")
     return "n/a" if value is None else f"{value:.1f}"
@@ -549,15 +556,15 @@ def write_docs(results: list[dict[str, Any]], quick: bool, note: str = "") -> No
 
     rows = [
         "| scenario | messages/s | requests/s | WS p50 / p99 (ms) | answers | lost "
-        "| server peak RSS | load avg |",
-        "|---|---:|---:|---:|---|---:|---:|---:|",
+        "| server CPU per message | server peak RSS | load avg |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in results:
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(r["codes"].items()))
         rows.append(
             f"| {r['scenario']} | {r['messages_per_s']:.0f} | {r['requests_per_s']:.0f} | "
             f"{r['ws_p50_ms']:.1f} / {r['ws_p99_ms']:.1f} | {codes} | {r['lost']} | "
-            f"{r['server_peak_rss_mb']:.0f} MiB | {_load(r)} |"
+            f"{_cpu_per_message(r)} | {r['server_peak_rss_mb']:.0f} MiB | {_load(r)} |"
         )
     sustained = [r for r in results if "overload" not in r["scenario"]]
     worst_p99 = max(r["ws_p99_ms"] for r in sustained)
@@ -591,17 +598,21 @@ def write_docs(results: list[dict[str, Any]], quick: bool, note: str = "") -> No
     cmd = "bench/fleet_ingest.py" + (" --quick" if quick else "")
     text_md = f"""## Fleet ingest (`bench/fleet_ingest.py`)
 
-`.venv/bin/python {cmd}` on {machine_line()}; one server worker (uvicorn), the load generator
-in another process on the same 2 cores. Each message is today's payload (system info in the
-Windows-service layout) with 10 metrics, stored as one message row and 10 metric samples;
-*single*: one message per request from 64 keep-alive connections; *batch*: 100 messages per
-request from 8 connections; *2-workers*: two server processes sharing the database, live
-updates through Redis; *overload*: 500 messages per request from 80 connections (10x the
-connections, 50x the messages in flight of the batch run) with the default per-key rate limit
-and queue bound. "lost" = messages answered 2xx that are not in the database afterwards (read
-back by (machine, seq)). WS latency: from the commit (`accepted_ns`) to the `machine_update`
-arriving at a WebSocket client. "load avg": the machine's 1-min load average at the end of the
-run (the machine is shared; at 2 cores, a load above 2 means the server got less than both).
+`.venv/bin/python {cmd}` on {machine_line()}; one server worker (uvicorn) unless named, the
+load generator in another process on the same 2 cores. Each message is today's payload (system
+info in the Windows-service layout) with 10 metrics, stored as one message row holding its 10
+values; *single*: one message per request from 64 keep-alive connections; *batch*: 100 messages
+per request from 8 connections; *2-workers*: two server processes (`--workers 2`) sharing the
+database, live updates through Redis; each machine posts on one keep-alive connection, so its
+messages stay with one worker, as a load balancer hashing the path keeps them ([several
+workers](fleet.md#several-workers)); *overload*: 500 messages per request from 80 connections
+(10x the connections, 50x the messages in flight of the batch run) with the default per-key
+rate limit and queue bound. "lost" = messages answered 2xx that are not in the database
+afterwards (read back by (machine, seq)). WS latency: from the commit (`accepted_ns`) to the
+`machine_update` arriving at a WebSocket client. "server CPU per message": the server
+processes' CPU time over the messages answered (refusals included). "load avg": the machine's
+1-min load average at the end of the run (the machine is shared; at 2 cores, a load above 2
+means the server got less than both). PostgreSQL runs on the same 2 cores.
 {note}
 
 {chr(10).join(rows)}

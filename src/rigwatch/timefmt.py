@@ -1,5 +1,6 @@
-"""Text forms of timestamps: int64 nanoseconds since the Unix epoch (UTC) to ISO 8601 and to
-the compact stamp used in file names. Every part formats time through these two functions."""
+"""Timestamps: int64 nanoseconds since the Unix epoch (UTC) to and from aware datetimes, to
+ISO 8601 and to the compact stamp used in file names. Every part converts and formats time
+through these functions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ from datetime import UTC, datetime
 NS_PER_S = 1_000_000_000
 
 
-def _utc_datetime(ts_ns: int) -> datetime:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_ns(at: datetime) -> int:
+    """An aware datetime (a naive one is taken as UTC) as int64 ns since the Unix epoch
+    (exact: integer arithmetic, no float rounding)."""
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    delta = at - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
+
+
+def from_ns(ts_ns: int) -> datetime:
     """``ts_ns`` as an aware UTC datetime, truncated to microseconds.
 
     Raises:
@@ -25,7 +37,7 @@ def iso_utc(ts_ns: int) -> str:
     Raises:
         OverflowError, OSError, ValueError: ``ts_ns`` is outside years 1..9999.
     """
-    return _utc_datetime(ts_ns).isoformat().replace("+00:00", "Z")
+    return from_ns(ts_ns).isoformat().replace("+00:00", "Z")
 
 
 def file_stamp(ts_ns: int) -> str:
@@ -36,7 +48,7 @@ def file_stamp(ts_ns: int) -> str:
     named.
     """
     try:
-        dt = _utc_datetime(ts_ns)
+        dt = from_ns(ts_ns)
     except (OverflowError, OSError, ValueError):
         dt = datetime.now(tz=UTC)
     return dt.strftime("%Y%m%dT%H%M%S_%fZ")

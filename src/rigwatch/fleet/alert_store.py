@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -21,19 +20,11 @@ from rigwatch.errors import AlertError
 from rigwatch.fleet.alerts import Alert, AlertQuery, AlertState
 from rigwatch.fleet.db import READ_ONLY
 from rigwatch.fleet.models import AlertRow, table_of
+from rigwatch.timefmt import to_ns
 
 _ALERTS = table_of(AlertRow)
 
 log = logging.getLogger(__name__)
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_ns(at: datetime) -> int:
-    """An aware (or naive UTC) datetime as int64 ns since the Unix epoch."""
-    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    delta = at - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 class SqlAlertStore:

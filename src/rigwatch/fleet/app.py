@@ -24,9 +24,9 @@ from rigwatch.counters import Counters
 from rigwatch.errors import FleetAuthError
 from rigwatch.fleet.config import FleetConfig, load_fleet_config
 from rigwatch.fleet.dashboard import mount_dashboard
-from rigwatch.fleet.fastpath import IngestFastPath
+from rigwatch.fleet.fastpath import answer_ingest
 from rigwatch.fleet.hub import serve_client
-from rigwatch.fleet.problems import PROBLEM_JSON, install_problem_handlers
+from rigwatch.fleet.problems import BODY_REFUSED, PROBLEM_JSON, install_problem_handlers
 from rigwatch.fleet.routes_api import api_router, principal_of
 from rigwatch.fleet.routes_ingest import ingest_router
 from rigwatch.fleet.services import Clock, FleetServices, wall_clock
@@ -43,11 +43,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413 (by ``Content-Length`` before
-    reading, or while reading) on every path except ingest (which has its own limits)."""
+    reading, or while reading) on every path except ingest (which has its own limits);
+    counted as ``fleet.oversized``.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    A body that grows past the limit while read (chunked, or a ``Content-Length`` that lied)
+    ends the app's reading; whatever the app then answers (FastAPI would make a 400 of the
+    interrupted read) is dropped for the 413.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, counters: Counters) -> None:
         self.app = app
         self.limit = limit
+        self.counters = counters
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -56,38 +63,46 @@ class BodyLimit:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._refuse(send)
+                await self._refuse(send, f"body of {int(value)} bytes")
                 return
         seen = 0
+        refused = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    refused = scope[BODY_REFUSED] = True
                     raise _TooLarge
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
 
-    async def _refuse(self, send: Send) -> None:
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, limited, unless_refused)
+        if refused:
+            await self._refuse(send, f"body of more than {self.limit} bytes")
+
+    async def _refuse(self, send: Send, what: str) -> None:
+        detail = f"{what} exceeds the limit of {self.limit} bytes"
+        self.counters.inc("fleet.oversized", message=detail)
         body = orjson.dumps(
-            {
-                "type": "about:blank",
-                "title": "Content Too Large",
-                "status": 413,
-                "detail": f"body exceeds the limit of {self.limit} bytes",
-            }
+            {"type": "about:blank", "title": "Content Too Large", "status": 413, "detail": detail}
         )
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", PROBLEM_JSON.encode())],
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})
@@ -134,6 +149,16 @@ def _document_wire(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+class FleetApp(FastAPI):
+    """The fleet's FastAPI app; its ingest POSTs are answered before the middleware stack
+    (see :mod:`rigwatch.fleet.fastpath`)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        services = getattr(self.state, "fleet", None) if scope["type"] == "http" else None
+        if not await answer_ingest(services, scope, receive, send):
+            await super().__call__(scope, receive, send)
+
+
 def create_fleet_app(config: FleetConfig, *, clock: Clock = wall_clock) -> FastAPI:
     """The fleet server app for ``config``.
 
@@ -156,7 +181,7 @@ def create_fleet_app(config: FleetConfig, *, clock: Clock = wall_clock) -> FastA
         finally:
             await services.stop()
 
-    app = FastAPI(
+    app = FleetApp(
         title="rigwatch fleet",
         version="1",
         lifespan=lifespan,
@@ -211,7 +236,6 @@ def create_fleet_app(config: FleetConfig, *, clock: Clock = wall_clock) -> FastA
                 await sender
 
     mount_dashboard(app)  # last: the page at "/" behind every API route
-    app.add_middleware(BodyLimit, limit=config.server.max_request_bytes)
-    app.add_middleware(IngestFastPath)
+    app.add_middleware(BodyLimit, limit=config.server.max_request_bytes, counters=counters)
     _document_wire(app)
     return app

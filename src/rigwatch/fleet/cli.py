@@ -59,10 +59,18 @@ def _actor() -> str:
 
 
 def _config(path: Path) -> FleetConfig:
+    """The config; the folder of its SQLite database is created when missing."""
     try:
-        return load_fleet_config(path)
+        config = load_fleet_config(path)
     except RigwatchError as exc:
         raise _fail(exc) from None
+    url = config.database.url
+    if "://" not in url:  # a SQLite file (made absolute by the loader)
+        try:
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _fail(exc) from None
+    return config
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -127,6 +135,7 @@ def serve(
             port=port or cfg.server.port,
             log_level=log_level,
             ws_max_size=1 << 16,
+            proxy_headers=False,
         )
         return
     uvicorn.run(
@@ -135,6 +144,8 @@ def serve(
         port=port or cfg.server.port,
         log_level=log_level,
         ws_max_size=1 << 16,
+        # no client address is used (limits are per key): X-Forwarded-* need not be read
+        proxy_headers=False,
     )
 
 

@@ -3,7 +3,7 @@
 **Accepted means committed.** A request handler validates and authorises a message, then hands
 it to :class:`IngestWriter` and waits; the writer thread takes every submission waiting (up to
 ``commit_max_messages``), evaluates the messages in arrival order (status engine and alerts),
-and writes them, their metric samples and the machines' latest state in **one** transaction.
+and writes them with their metric values and the machines' latest state in **one** transaction.
 Only after the commit does each waiting request get its 2xx; if the commit fails, they get a
 503 and the agent sends again. So concurrent requests share one commit (group commit) and
 every 2xx answer names a message that is in the database.
@@ -41,12 +41,12 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from rigwatch.counters import Counters
-from rigwatch.fleet.alert_store import to_ns
 from rigwatch.fleet.alerts import AlertChange
 from rigwatch.fleet.monitor import Monitor
 from rigwatch.fleet.rules import Colour
 from rigwatch.fleet.schemas import IngestResult
 from rigwatch.fleet.store import FleetStore, LatestWrite, MessageWrite
+from rigwatch.timefmt import to_ns
 from rigwatch.wire import StatusMessage
 
 log = logging.getLogger(__name__)
@@ -173,16 +173,21 @@ def _extra(msg: StatusMessage) -> dict[str, Any] | None:
     return extra or None
 
 
-def _info(msg: StatusMessage) -> dict[str, Any]:
-    return {
-        "system_info": msg.system_info.model_dump(mode="json") if msg.system_info else None,
-        "status": msg.status,
-        "accessible": msg.accessible,
-        "access_error": msg.access_error,
-        "alarms": [a.model_dump(mode="json") for a in msg.alarms],
-        "errors": [e.model_dump(mode="json") for e in msg.errors],
-        "sensor_errors": dict(msg.sensor_errors),
-    }
+_INFO_FIELDS = {
+    "system_info",
+    "status",
+    "accessible",
+    "access_error",
+    "alarms",
+    "errors",
+    "sensor_errors",
+}
+"""What of a machine's newest message its latest state keeps as ``info``."""
+
+
+def _info_json(msg: StatusMessage) -> str:
+    """The ``info`` of the latest state as JSON text (one serialisation, in pydantic's core)."""
+    return msg.model_dump_json(include=_INFO_FIELDS)
 
 
 def machine_update(
@@ -382,13 +387,13 @@ class IngestWriter:
                 if msg.seq is not None and last is not None and msg.seq <= last:
                     duplicates += 1
                     continue
-                outcome = self._monitor.on_message(msg, sub.received_at)
+                values = msg.values()
+                outcome = self._monitor.on_message(msg, sub.received_at, values)
                 ev = outcome.evaluation
                 colour = ev.colour
                 accepted += 1
                 backfill += ev.backfill
                 ts_ns = msg.timestamp_ns()
-                values = msg.values()
                 b.writes.append(
                     MessageWrite(
                         machine_id=mid,
@@ -428,7 +433,7 @@ class IngestWriter:
             )
         for mid, (msg, colour_now, reason) in b.newest.items():
             # system info and the live update: of each machine's newest message only
-            b.latest[mid].info = _info(msg)
+            b.latest[mid].info_json = _info_json(msg)
             b.updates[mid] = machine_update(
                 mid,
                 colour_now,

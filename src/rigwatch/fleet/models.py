@@ -10,7 +10,7 @@ machines           the registry: id, name, type, site, latitude/longitude (deg),
 api_keys           per-machine keys, SHA-256 of the key only; revoked keys keep their row
 users, tokens      people (argon2 password hash, role) and their login tokens (SHA-256)
 status_messages    one row per accepted message (seq, timestamps, backfill, alarms, errors)
-metric_samples     one row per metric value of a message (the raw history)
+                   and its metric values (the raw history)
 metric_rollups     hourly min/max/sum/count per (machine, metric) of rolled-up raw data
 latest_state       per machine: colour, values, system info, last seq (duplicate detection)
 alerts             alerts (indexed columns plus the whole alert as JSON)
@@ -115,7 +115,13 @@ class Token(Base):
 
 
 class StatusMessageRow(Base):
-    """One accepted status message (its metric values are in :class:`MetricSample`)."""
+    """One accepted status message with its metric values (the raw history).
+
+    The values are one JSON object per message rather than one row per metric: a row per
+    metric costs SQLite about eight times more per message (two B-trees per value), and every
+    history query names a machine, so it reads that machine's messages by
+    ``(machine_id, ts_ns)`` and takes one key of each.
+    """
 
     __tablename__ = "status_messages"
     __table_args__ = (
@@ -132,19 +138,8 @@ class StatusMessageRow(Base):
     accessible: Mapped[bool | None] = mapped_column(Boolean)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """sensor_errors, alarms, errors, access_error when the message had any."""
-
-
-class MetricSample(Base):
-    """One value of one metric of one machine at one time (raw history)."""
-
-    __tablename__ = "metric_samples"
-    __table_args__ = (Index(None, "machine_id", "metric", "ts_ns"),)
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    machine_id: Mapped[str] = mapped_column(String(64))
-    metric: Mapped[str] = mapped_column(String(64))
-    ts_ns: Mapped[int] = mapped_column(BigInteger)
-    value: Mapped[float] = mapped_column(Float)
-    backfill: Mapped[bool] = mapped_column(Boolean)
+    metric_values: Mapped[dict[str, float]] = mapped_column(JSON, server_default=text("'{}'"))
+    """metric name -> value of the metrics that were read (missing ones are absent)."""
 
 
 class MetricRollup(Base):

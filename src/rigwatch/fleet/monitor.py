@@ -46,9 +46,15 @@ class Monitor:
         self.engine = engine
         self.alerts = alerts
 
-    def on_message(self, msg: StatusMessage, received_at: datetime) -> Outcome:
-        """Evaluate one validated message; backfill changes no alert."""
-        evaluation = self.engine.on_message(msg, received_at)
+    def on_message(
+        self,
+        msg: StatusMessage,
+        received_at: datetime,
+        values: dict[str, float] | None = None,
+    ) -> Outcome:
+        """Evaluate one validated message (``values``: ``msg.values()`` when the caller has
+        it); backfill changes no alert."""
+        evaluation = self.engine.on_message(msg, received_at, values)
         changes = () if evaluation.backfill else tuple(self.alerts.apply(evaluation.signals))
         return Outcome(evaluation, changes, store=True)
 

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
+BODY_REFUSED = "rigwatch.body_refused"
+"""Scope key set by the fleet's body limit when it cut a body short (it answers 413 itself)."""
+
 
 class ProblemError(Exception):
     """Raise to answer a problem: status, detail, optional field errors and headers."""
@@ -77,7 +80,25 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def install_problem_handlers(app: FastAPI, counters: Counters) -> None:
-    """Answer every error as problem details and count it (``fleet.http_<status>``)."""
+    """Answer every error as problem details and count it (``fleet.http_<status>``, or the
+    name of the refusal: ``fleet.invalid_request``, ``fleet.auth_refused``...).
+
+    A JSON body that cannot even be decoded (not UTF-8, nested too deeply) is invalid JSON
+    like any other: 422 with the field ``body`` and type ``json_invalid``, as ingest answers it
+    (FastAPI's own answer would be a 400 the API does not document).
+    """
+
+    def _undecodable_body(cause: BaseException) -> JSONResponse:
+        if isinstance(cause, UnicodeDecodeError):
+            reason = f"not UTF-8 text (byte {cause.start})"
+        elif isinstance(cause, RecursionError):
+            reason = "nested too deeply"
+        else:
+            reason = str(cause)[:200]
+        message = f"the body is not valid JSON: {reason}"
+        counters.inc("fleet.invalid_request", message=message)
+        errors = [{"field": "body", "message": message, "type": "json_invalid"}]
+        return problem(422, f"invalid request: body: {message}", errors)
 
     @app.exception_handler(ProblemError)
     async def _problem(_r: Request, exc: ProblemError) -> JSONResponse:
@@ -85,7 +106,11 @@ def install_problem_handlers(app: FastAPI, counters: Counters) -> None:
         return problem(exc.status, exc.detail, exc.errors, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if r.scope.get(BODY_REFUSED):  # the read was cut by the body limit: it answers 413
+            return problem(413, "body too large")
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+            return _undecodable_body(exc.__cause__)
         counters.inc(f"fleet.http_{exc.status_code}", message=str(exc.detail)[:300])
         return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
@@ -113,12 +138,14 @@ def install_problem_handlers(app: FastAPI, counters: Counters) -> None:
     async def _store(_r: Request, exc: FleetStoreError) -> JSONResponse:
         text = str(exc)
         status = 404 if text.startswith("no ") else 409
+        counters.inc(f"fleet.http_{status}", message=text[:300])
         return problem(status, text)
 
     @app.exception_handler(AlertError)
     async def _alert(_r: Request, exc: AlertError) -> JSONResponse:
         text = str(exc)
         status = 404 if text.startswith("no alert") else 409
+        counters.inc(f"fleet.http_{status}", message=text[:300])
         return problem(status, text)
 
     @app.exception_handler(Exception)

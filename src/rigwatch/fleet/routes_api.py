@@ -5,16 +5,15 @@ change is written to the audit."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from rigwatch.errors import AlertError, FleetAuthError
-from rigwatch.fleet.alert_store import to_ns
 from rigwatch.fleet.alerts import Alert, AlertQuery, AlertState
 from rigwatch.fleet.problems import problem_responses
 from rigwatch.fleet.schemas import (
+    NO_NUL,
     AlertAction,
     AuditOut,
     FleetMap,
@@ -28,6 +27,7 @@ from rigwatch.fleet.schemas import (
     MachineOut,
     MachineUpdate,
     MetricHistory,
+    QueryTime,
     Role,
     TokenOut,
     UserIn,
@@ -35,9 +35,11 @@ from rigwatch.fleet.schemas import (
 )
 from rigwatch.fleet.services import FleetServices
 from rigwatch.fleet.signals import Severity
-from rigwatch.fleet.store import Principal, from_ns, require_role
+from rigwatch.fleet.store import Principal, require_role
+from rigwatch.timefmt import from_ns, to_ns
 
 MetricName = Annotated[str, Query(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
+AlertId = Annotated[str, Path(pattern=NO_NUL, max_length=64)]
 
 
 def _services(request: Request) -> FleetServices:
@@ -203,8 +205,8 @@ def api_router() -> APIRouter:
         request: Request,
         _who: Viewer,
         metric: MetricName,
-        start: datetime,
-        end: datetime | None = None,
+        start: QueryTime,
+        end: QueryTime | None = None,
         resolution: Literal["auto", "raw", "hour"] = "auto",
         limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     ) -> MetricHistory:
@@ -240,11 +242,11 @@ def api_router() -> APIRouter:
     async def list_alerts(
         request: Request,
         _who: Viewer,
-        machine_id: Annotated[str | None, Query(max_length=64)] = None,
-        rule_id: Annotated[str | None, Query(max_length=128)] = None,
+        machine_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+        rule_id: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
         state: Annotated[list[AlertState] | None, Query()] = None,
         severity: Severity | None = None,
-        since: datetime | None = None,
+        since: QueryTime | None = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> list[Alert]:
         """Alerts, newest first, filtered by machine, rule, state(s), severity, last seen."""
@@ -259,7 +261,7 @@ def api_router() -> APIRouter:
         return await asyncio.to_thread(_services(request).alerts.store.query, query)
 
     @r.get("/api/alerts/{alert_id}", tags=["alerts"], responses=_AUTH_404)
-    async def get_alert(alert_id: str, request: Request, _who: Viewer) -> Alert:
+    async def get_alert(alert_id: AlertId, request: Request, _who: Viewer) -> Alert:
         """One alert."""
         found = await asyncio.to_thread(_services(request).alerts.store.get, alert_id)
         if found is None:
@@ -291,7 +293,7 @@ def api_router() -> APIRouter:
         responses=_ALERT_ACTION,
     )
     async def acknowledge(
-        alert_id: str, request: Request, who: Operator, body: AlertAction | None = None
+        alert_id: AlertId, request: Request, who: Operator, body: AlertAction | None = None
     ) -> Alert:
         """Acknowledge an active alert, with a comment."""
         return await _act(alert_id, "acknowledge", body or AlertAction(), request, who)
@@ -302,7 +304,7 @@ def api_router() -> APIRouter:
         responses=_ALERT_ACTION,
     )
     async def clear(
-        alert_id: str, request: Request, who: Operator, body: AlertAction | None = None
+        alert_id: AlertId, request: Request, who: Operator, body: AlertAction | None = None
     ) -> Alert:
         """Clear an open alert by hand, with a comment."""
         return await _act(alert_id, "clear", body or AlertAction(), request, who)
@@ -314,9 +316,10 @@ def api_router() -> APIRouter:
         request: Request,
         _who: Admin,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-        before_id: int | None = None,
+        before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     ) -> list[AuditOut]:
-        """Human actions, newest first."""
+        """Human actions, newest first (``before_id``: only those of smaller id, the next
+        page; ids are 64-bit, larger values are refused)."""
         return await asyncio.to_thread(_services(request).store.list_audit, limit, before_id)
 
     @r.get("/api/users", tags=["admin"], responses=_AUTH)

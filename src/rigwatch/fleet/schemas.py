@@ -3,10 +3,18 @@ requests). Times are ISO 8601 UTC in JSON; coordinates in degrees (WGS 84)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from rigwatch.config.base import NAME_PATTERN
 from rigwatch.fleet.rules import Colour
@@ -17,10 +25,40 @@ keys and users and reads the audit."""
 
 ROLE_RANK: dict[str, int] = {"viewer": 1, "operator": 2, "admin": 3}
 
+NO_NUL = r"^[^\x00]*$"
+"""Free text: anything but NUL (U+0000), which PostgreSQL's text refuses (one rule for every
+database: refused with 422 on SQLite too)."""
+
 MachineId = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=64)]
-TagKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-TagValue = Annotated[str, StringConstraints(max_length=256)]
+TagKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
+TagValue = Annotated[str, StringConstraints(max_length=256, pattern=NO_NUL)]
+MachineName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NO_NUL)]
+MachineType = Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)]
+MachineSite = Annotated[str, StringConstraints(max_length=256, pattern=NO_NUL)]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=64)]
+NotNull = SkipJsonSchema[None]
+"""The default of an optional request field that may be left out but not sent as ``null``
+(absent from the JSON schema; refused by a validator when sent)."""
+
+EARLIEST_TIME = datetime(1677, 9, 21, 0, 12, 44, tzinfo=UTC)
+"""The earliest whole second of int64 nanoseconds since the Unix epoch (-2**63 ns)."""
+LATEST_TIME = datetime(2262, 4, 11, 23, 47, 16, tzinfo=UTC)
+"""The latest whole second of int64 nanoseconds since the Unix epoch (2**63 - 1 ns)."""
+
+
+def _storable_time(at: datetime) -> datetime:
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    if not EARLIEST_TIME <= aware <= LATEST_TIME:
+        raise ValueError(
+            f"must lie between {EARLIEST_TIME:%Y-%m-%dT%H:%M:%SZ} and "
+            f"{LATEST_TIME:%Y-%m-%dT%H:%M:%SZ} (times are int64 ns since 1970)"
+        )
+    return at
+
+
+QueryTime = Annotated[datetime, AfterValidator(_storable_time)]
+"""A time given in a query (``start``, ``end``, ``since``): ISO 8601, naive read as UTC, within
+:data:`EARLIEST_TIME` .. :data:`LATEST_TIME` (outside: 422 naming the parameter)."""
 
 
 class RequestModel(BaseModel):
@@ -43,23 +81,42 @@ class MachineIn(RequestModel):
     """A machine to register. Names and tags are free text, stored verbatim."""
 
     id: MachineId
-    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    type: Annotated[str, StringConstraints(max_length=128)] = ""
-    site: Annotated[str, StringConstraints(max_length=256)] = ""
+    name: MachineName
+    type: MachineType = ""
+    site: MachineSite = ""
     latitude: Annotated[float, Field(ge=-90.0, le=90.0)] | None = None
     longitude: Annotated[float, Field(ge=-180.0, le=180.0)] | None = None
     tags: Tags = Field(default_factory=dict)
 
 
-class MachineUpdate(RequestModel):
-    """Fields to change on a machine (absent: unchanged)."""
+def _drop_null_defaults(schema: dict[str, Any]) -> None:
+    """Leave ``"default": null`` out of the JSON schema of fields that may not be null."""
+    for prop in schema.get("properties", {}).values():
+        if prop.get("default", 0) is None and "anyOf" not in prop:
+            del prop["default"]
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
-    type: Annotated[str, StringConstraints(max_length=128)] | None = None
-    site: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+class MachineUpdate(RequestModel):
+    """Fields to change on a machine (absent: unchanged). ``latitude``/``longitude`` may be
+    ``null`` (no position); ``name``, ``type``, ``site`` and ``tags`` may not (422: a machine
+    always has them; leave the field out to keep it)."""
+
+    name: MachineName | NotNull = None
+    type: MachineType | NotNull = None
+    site: MachineSite | NotNull = None
     latitude: Annotated[float, Field(ge=-90.0, le=90.0)] | None = None
     longitude: Annotated[float, Field(ge=-180.0, le=180.0)] | None = None
-    tags: Tags | None = None
+    tags: Tags | NotNull = None
+
+    model_config = ConfigDict(json_schema_extra=_drop_null_defaults)
+
+    @field_validator("name", "type", "site", "tags")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # runs only for a value that was sent (defaults are not validated): an explicit null
+        if value is None:
+            raise ValueError("must not be null (leave the field out to keep its value)")
+        return value
 
 
 class MachineOut(BaseModel):
@@ -167,7 +224,7 @@ class FleetMap(BaseModel):
 class AlertAction(RequestModel):
     """An acknowledgement or a clear by a person, with an optional comment."""
 
-    comment: Annotated[str, StringConstraints(max_length=2000)] = ""
+    comment: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] = ""
 
 
 class AuditOut(BaseModel):
@@ -184,7 +241,7 @@ class AuditOut(BaseModel):
 class LoginIn(RequestModel):
     """A user's credentials."""
 
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 

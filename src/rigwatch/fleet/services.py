@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from typing import Any
 
 from rigwatch.counters import Counters
 from rigwatch.errors import WireError
-from rigwatch.fleet.alert_store import SqlAlertStore, to_ns
+from rigwatch.fleet.alert_store import SqlAlertStore
 from rigwatch.fleet.alerts import AlertChange, AlertManager
 from rigwatch.fleet.config import FleetConfig
 from rigwatch.fleet.db import create_fleet_engine, migrate
@@ -34,7 +35,8 @@ from rigwatch.fleet.rules import Colour, load_rules
 from rigwatch.fleet.schemas import IngestResult
 from rigwatch.fleet.security import password_hasher
 from rigwatch.fleet.status import Evaluation, StatusEngine
-from rigwatch.fleet.store import FleetStore, from_ns
+from rigwatch.fleet.store import FleetStore
+from rigwatch.timefmt import from_ns, to_ns
 from rigwatch.wire import StatusMessage, validate_status
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,7 @@ class FleetServices:
         self._tasks: list[asyncio.Task[Any]] = []
         self._mqtt_allowed: dict[str, tuple[bool, float]] = {}
         self._in_flight = 0
+        self._answers: _Answers | None = None
         self._mqtt_slots: asyncio.Semaphore | None = None
         self.mqtt_subscribed = asyncio.Event()
 
@@ -221,9 +224,12 @@ class FleetServices:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[IngestResult] = loop.create_future()
+        if self._answers is None:
+            self._answers = _Answers(loop)
+        answers = self._answers
 
         def resolve(result: IngestResult | BaseException) -> None:
-            loop.call_soon_threadsafe(_settle, future, result)
+            answers.put(future, result)
 
         sub = Submission(machine_id, messages, self.clock(), resolve)
         if not self.writer.try_submit(sub):
@@ -361,6 +367,32 @@ class FleetServices:
 def loop_time() -> float:
     """The running loop's monotonic time."""
     return asyncio.get_running_loop().time()
+
+
+class _Answers:
+    """Answers from the writer thread to waiting requests, handed to the loop in one wake-up
+    per commit rather than one per request."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Future[IngestResult], IngestResult | BaseException]] = []
+
+    def put(
+        self, future: asyncio.Future[IngestResult], result: IngestResult | BaseException
+    ) -> None:
+        """Writer thread: queue an answer; the first one queued wakes the loop."""
+        with self._lock:
+            wake = not self._pending
+            self._pending.append((future, result))
+        if wake:
+            self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for future, result in pending:
+            _settle(future, result)
 
 
 def _settle(future: asyncio.Future[IngestResult], result: IngestResult | BaseException) -> None:

@@ -222,8 +222,15 @@ class StatusEngine:
 
     # -- arrival -------------------------------------------------------------------------
 
-    def on_message(self, msg: StatusMessage, received_at: datetime) -> Evaluation:
+    def on_message(
+        self,
+        msg: StatusMessage,
+        received_at: datetime,
+        values: dict[str, float] | None = None,
+    ) -> Evaluation:
         """Apply one validated message that arrived at ``received_at`` (server clock, aware).
+
+        ``values``: ``msg.values()`` when the caller has it already.
 
         Returns:
             The evaluation; when ``backfill`` is true the message is to be stored and nothing
@@ -254,7 +261,8 @@ class StatusEngine:
                 signals.append(
                     Signal(msg.machine_id, NO_DATA, None, received_at, "data received again")
                 )
-            values = msg.values()
+            if values is None:
+                values = msg.values()
             m.values = values
             self._access(m, msg, values, received_at, signals)
             if m.accessible:

@@ -12,12 +12,12 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from argon2 import PasswordHasher
-from sqlalchemy import Engine, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +30,6 @@ from rigwatch.fleet.models import (
     LatestState,
     Machine,
     MetricRollup,
-    MetricSample,
     StatusMessageRow,
     Token,
     User,
@@ -59,15 +58,46 @@ from rigwatch.fleet.security import (
     secret_hash,
     verify_password,
 )
+from rigwatch.timefmt import from_ns
 
 log = logging.getLogger(__name__)
 
 NS_PER_S = 1_000_000_000
 HOUR_NS = 3600 * NS_PER_S
 _MESSAGE_COLUMNS = (
-    "status_messages (machine_id, seq, ts_ns, received_ns, backfill, status, accessible, extra)"
+    "status_messages "
+    "(machine_id, seq, ts_ns, received_ns, backfill, status, accessible, extra, metric_values)"
 )
-_SAMPLE_COLUMNS = "metric_samples (machine_id, metric, ts_ns, value, backfill)"
+
+_LATEST_COLUMNS = (
+    "machine_id",
+    "colour",
+    "reason",
+    "ts_ns",
+    "received_ns",
+    "last_fresh_ns",
+    "last_seq",
+    '"values"',
+    "metrics",
+    "info",
+)
+_LATEST_JSON = ('"values"', "metrics", "info")
+
+
+def _latest_upsert(mark: str, json_mark: str) -> str:
+    marks = ", ".join(json_mark if c in _LATEST_JSON else mark for c in _LATEST_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _LATEST_COLUMNS[1:])
+    return (
+        f"INSERT INTO latest_state ({', '.join(_LATEST_COLUMNS)}) VALUES ({marks}) "
+        f"ON CONFLICT (machine_id) DO UPDATE SET {updates}"
+    )
+
+
+_LATEST_UPSERT = {
+    "sqlite": _latest_upsert("?", "?"),
+    "postgresql": _latest_upsert("%s", "%s::json"),
+}
+"""Insert or replace a machine's whole latest state (driver paramstyle per dialect)."""
 
 MAX_POINTS = 100_000
 """Most points one history answer holds (``truncated`` set beyond)."""
@@ -78,16 +108,9 @@ KEYS = table_of(ApiKey)
 USERS = table_of(User)
 TOKENS = table_of(Token)
 MESSAGES = table_of(StatusMessageRow)
-SAMPLES = table_of(MetricSample)
 ROLLUPS = table_of(MetricRollup)
 LATEST = table_of(LatestState)
 AUDIT = table_of(AuditEntry)
-
-
-def from_ns(ns: int) -> datetime:
-    """int64 ns since the Unix epoch as an aware UTC datetime (microsecond precision)."""
-    seconds, rest = divmod(int(ns), NS_PER_S)
-    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000)
 
 
 def _opt(ns: int | None) -> datetime | None:
@@ -124,7 +147,9 @@ class LatestWrite:
     received_ns: int | None = None
     last_fresh_ns: int | None = None
     values: dict[str, float] = field(default_factory=dict)
-    info: dict[str, Any] | None = None
+    info_json: str | None = None
+    """system_info, status, accessible, access_error, alarms, errors, sensor_errors of the
+    newest message, as JSON text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +311,7 @@ class FleetStore:
             gone = conn.execute(delete(MACHINES).where(MACHINES.c.id == machine_id)).rowcount
             if not gone:
                 raise FleetStoreError(f"no machine {machine_id!r}")
-            for table in (KEYS, LATEST, MESSAGES, SAMPLES, ROLLUPS):
+            for table in (KEYS, LATEST, MESSAGES, ROLLUPS):
                 conn.execute(delete(table).where(table.c.machine_id == machine_id))
             self._audit(conn, actor, "machine.delete", machine_id, {})
 
@@ -490,17 +515,12 @@ class FleetStore:
     # -- ingest --------------------------------------------------------------------------
 
     def write_batch(self, messages: Sequence[MessageWrite], latest: Sequence[LatestWrite]) -> None:
-        """Store messages, their metric samples and the machines' latest state in one
+        """Store messages with their metric values and the machines' latest state in one
         transaction (all or nothing).
 
         Raises:
             sqlalchemy.exc.SQLAlchemyError: the transaction failed (nothing stored).
         """
-        samples = [
-            (m.machine_id, name, m.ts_ns, value, m.backfill)
-            for m in messages
-            for name, value in m.values.items()
-        ]
         rows = [
             (
                 m.machine_id,
@@ -511,14 +531,13 @@ class FleetStore:
                 m.status,
                 m.accessible,
                 None if m.extra is None else orjson.dumps(m.extra).decode(),
+                orjson.dumps(m.values).decode(),
             )
             for m in messages
         ]
         with self.engine.begin() as conn:
             if rows:
                 self._insert_rows(conn, _MESSAGE_COLUMNS, rows)
-            if samples:
-                self._insert_rows(conn, _SAMPLE_COLUMNS, samples)
             self._write_latest(conn, latest)
 
     def _insert_rows(self, conn: Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
@@ -548,42 +567,30 @@ class FleetStore:
         full = [w for w in latest if w.full]
         partial = [w for w in latest if not w.full]
         if full:
-            stmt = self._upsert(LATEST)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[LATEST.c.machine_id],
-                set_={
-                    c: stmt.excluded[c]
-                    for c in (
-                        "colour",
-                        "reason",
-                        "ts_ns",
-                        "received_ns",
-                        "last_fresh_ns",
-                        "last_seq",
-                        "values",
-                        "metrics",
-                        "info",
-                    )
-                },
-            )
-            conn.execute(
-                stmt,
-                [
-                    {
-                        "machine_id": w.machine_id,
-                        "colour": w.colour,
-                        "reason": w.reason,
-                        "ts_ns": w.ts_ns,
-                        "received_ns": w.received_ns,
-                        "last_fresh_ns": w.last_fresh_ns,
-                        "last_seq": w.last_seq,
-                        "values": w.values,
-                        "metrics": w.metrics,
-                        "info": w.info,
-                    }
-                    for w in full
-                ],
-            )
+            # through the driver, as the message rows: SQLAlchemy's upsert with JSON
+            # parameters costs more than the statement itself (one row per machine and commit)
+            rows = [
+                (
+                    w.machine_id,
+                    w.colour,
+                    w.reason,
+                    w.ts_ns,
+                    w.received_ns,
+                    w.last_fresh_ns,
+                    w.last_seq,
+                    orjson.dumps(w.values).decode(),
+                    orjson.dumps(w.metrics).decode(),
+                    w.info_json,
+                )
+                for w in full
+            ]
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                cur.executemany(_LATEST_UPSERT[self._dialect], rows)
+            finally:
+                cur.close()
         if partial:
             stmt = self._upsert(LATEST)
             stmt = stmt.on_conflict_do_update(
@@ -763,15 +770,16 @@ class FleetStore:
             resolution = "hour" if end_ns - start_ns > 7 * 24 * HOUR_NS else "raw"
         with self._read() as conn:
             if resolution == "raw":
+                value = _metric(metric)
                 rows = conn.execute(
-                    select(SAMPLES.c.ts_ns, SAMPLES.c.value, SAMPLES.c.backfill)
+                    select(MESSAGES.c.ts_ns, value, MESSAGES.c.backfill)
                     .where(
-                        SAMPLES.c.machine_id == machine_id,
-                        SAMPLES.c.metric == metric,
-                        SAMPLES.c.ts_ns >= start_ns,
-                        SAMPLES.c.ts_ns <= end_ns,
+                        MESSAGES.c.machine_id == machine_id,
+                        MESSAGES.c.ts_ns >= start_ns,
+                        MESSAGES.c.ts_ns <= end_ns,
+                        value.is_not(None),
                     )
-                    .order_by(SAMPLES.c.ts_ns)
+                    .order_by(MESSAGES.c.ts_ns)
                     .limit(limit + 1)
                 ).all()
                 conn.rollback()
@@ -816,20 +824,15 @@ class FleetStore:
                 ROLLUPS.c.hour_ns <= end_ns,
             )
         ).all()
-        hour = SAMPLES.c.ts_ns // HOUR_NS * HOUR_NS
+        hour = MESSAGES.c.ts_ns // HOUR_NS * HOUR_NS
+        value = _metric(metric)
         raw = conn.execute(
-            select(
-                hour,
-                func.min(SAMPLES.c.value),
-                func.max(SAMPLES.c.value),
-                func.sum(SAMPLES.c.value),
-                func.count(),
-            )
+            select(hour, func.min(value), func.max(value), func.sum(value), func.count(value))
             .where(
-                SAMPLES.c.machine_id == machine_id,
-                SAMPLES.c.metric == metric,
-                SAMPLES.c.ts_ns >= first_hour,
-                SAMPLES.c.ts_ns <= end_ns,
+                MESSAGES.c.machine_id == machine_id,
+                MESSAGES.c.ts_ns >= first_hour,
+                MESSAGES.c.ts_ns <= end_ns,
+                value.is_not(None),
             )
             .group_by(hour)
         ).all()
@@ -845,62 +848,77 @@ class FleetStore:
     # -- retention -----------------------------------------------------------------------
 
     def rollup_and_prune(self, now_ns: int, raw_retention_s: float) -> int:
-        """Roll raw samples of whole hours older than the retention up into hourly min, max,
-        sum and count (merged with roll-ups already there, e.g. after late backfill), then
-        delete those samples and their messages; one transaction.
+        """Roll the metric values of whole hours older than the retention up into hourly
+        min, max, sum and count per (machine, metric) (merged with roll-ups already there,
+        e.g. after late backfill), then delete those messages; one transaction.
 
         Returns:
-            How many raw samples were rolled up and deleted.
+            How many metric values were rolled up and deleted.
         """
         cutoff = (now_ns - round(raw_retention_s * NS_PER_S)) // HOUR_NS * HOUR_NS
-        hour = SAMPLES.c.ts_ns // HOUR_NS * HOUR_NS
-        least = func.least if self._dialect == "postgresql" else func.min
-        greatest = func.greatest if self._dialect == "postgresql" else func.max
+        groups: dict[tuple[str, str, int], list[float]] = {}
+        n = 0
         with self.engine.begin() as conn:
-            groups = conn.execute(
-                select(
-                    SAMPLES.c.machine_id,
-                    SAMPLES.c.metric,
-                    hour.label("hour_ns"),
-                    func.min(SAMPLES.c.value),
-                    func.max(SAMPLES.c.value),
-                    func.sum(SAMPLES.c.value),
-                    func.count(),
-                )
-                .where(SAMPLES.c.ts_ns < cutoff)
-                .group_by(SAMPLES.c.machine_id, SAMPLES.c.metric, hour)
-            ).all()
+            old = conn.execute(
+                select(MESSAGES.c.machine_id, MESSAGES.c.ts_ns, MESSAGES.c.metric_values)
+                .where(MESSAGES.c.ts_ns < cutoff)
+                .execution_options(yield_per=10_000)
+            )
+            for machine_id, ts_ns, values in old:
+                hour_ns = ts_ns // HOUR_NS * HOUR_NS
+                for metric, value in (values or {}).items():
+                    v = float(value)
+                    n += 1
+                    g = groups.get((machine_id, metric, hour_ns))
+                    if g is None:
+                        groups[(machine_id, metric, hour_ns)] = [v, v, v, 1.0]
+                    else:
+                        g[0] = min(g[0], v)
+                        g[1] = max(g[1], v)
+                        g[2] += v
+                        g[3] += 1.0
             if groups:
-                stmt = self._upsert(ROLLUPS)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[ROLLUPS.c.machine_id, ROLLUPS.c.metric, ROLLUPS.c.hour_ns],
-                    set_={
-                        "min": least(ROLLUPS.c.min, stmt.excluded.min),
-                        "max": greatest(ROLLUPS.c.max, stmt.excluded.max),
-                        "sum": ROLLUPS.c.sum + stmt.excluded.sum,
-                        "count": ROLLUPS.c.count + stmt.excluded.count,
-                    },
-                )
-                conn.execute(
-                    stmt,
-                    [
-                        {
-                            "machine_id": g[0],
-                            "metric": g[1],
-                            "hour_ns": int(g[2]),
-                            "min": float(g[3]),
-                            "max": float(g[4]),
-                            "sum": float(g[5]),
-                            "count": int(g[6]),
-                        }
-                        for g in groups
-                    ],
-                )
-            n = conn.execute(delete(SAMPLES).where(SAMPLES.c.ts_ns < cutoff)).rowcount
+                self._merge_rollups(conn, groups)
             conn.execute(delete(MESSAGES).where(MESSAGES.c.ts_ns < cutoff))
         if n:
-            log.info("rolled up and pruned %d raw samples before %s", n, from_ns(cutoff))
-        return int(n)
+            log.info("rolled up and pruned %d metric values before %s", n, from_ns(cutoff))
+        return n
+
+    def _merge_rollups(
+        self, conn: Connection, groups: dict[tuple[str, str, int], list[float]]
+    ) -> None:
+        least = func.least if self._dialect == "postgresql" else func.min
+        greatest = func.greatest if self._dialect == "postgresql" else func.max
+        stmt = self._upsert(ROLLUPS)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[ROLLUPS.c.machine_id, ROLLUPS.c.metric, ROLLUPS.c.hour_ns],
+            set_={
+                "min": least(ROLLUPS.c.min, stmt.excluded.min),
+                "max": greatest(ROLLUPS.c.max, stmt.excluded.max),
+                "sum": ROLLUPS.c.sum + stmt.excluded.sum,
+                "count": ROLLUPS.c.count + stmt.excluded.count,
+            },
+        )
+        conn.execute(
+            stmt,
+            [
+                {
+                    "machine_id": machine_id,
+                    "metric": metric,
+                    "hour_ns": hour_ns,
+                    "min": g[0],
+                    "max": g[1],
+                    "sum": g[2],
+                    "count": int(g[3]),
+                }
+                for (machine_id, metric, hour_ns), g in groups.items()
+            ],
+        )
+
+
+def _metric(metric: str) -> ColumnElement[float]:
+    """One metric's value of a message row (NULL when the message did not carry it)."""
+    return MESSAGES.c.metric_values[metric].as_float()
 
 
 def require_role(principal: Principal | None, role: Role) -> Principal:

@@ -6,6 +6,7 @@ Every ingest (HTTP, MQTT, batch) goes through :func:`validate_status` or
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -73,10 +74,62 @@ def _version_of(data: Any) -> int:
     return SCHEMA_VERSION
 
 
+NUL_PROBLEM = "text must not contain NUL (U+0000)"
+"""Why a message with NUL in a text is refused: PostgreSQL's text and JSONB cannot store it,
+and no field of a message has a use for it (one rule for every database)."""
+
+
+def _nul_paths(data: Any, path: tuple[int | str, ...] = ()) -> list[tuple[int | str, ...]]:
+    """Where ``data`` (decoded JSON) holds a text with NUL: key or value, in document order."""
+    if isinstance(data, str):
+        return [path] if "\x00" in data else []
+    found: list[tuple[int | str, ...]] = []
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if isinstance(key, str) and "\x00" in key:
+                found.append((*path, key.replace("\x00", "\\u0000")))
+            else:
+                found.extend(_nul_paths(value, (*path, key)))
+    elif isinstance(data, list | tuple):
+        for i, value in enumerate(data):
+            found.extend(_nul_paths(value, (*path, i)))
+    return found
+
+
+def _json_path(path: tuple[int | str, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def _refuse_nul(data: bytes | str | Mapping[str, Any]) -> None:
+    """Raise :class:`WireError` naming each text that holds NUL. In JSON text NUL can only be
+    the escape ``\\u0000`` (a raw control character is invalid JSON), so a body without that
+    escape is passed at the cost of one substring search."""
+    if isinstance(data, bytes | str):
+        escaped = b"\\u0000" in data if isinstance(data, bytes) else "\\u0000" in data
+        if not escaped:
+            return
+        try:
+            decoded = json.loads(data)
+        except (ValueError, RecursionError):
+            return  # invalid JSON, or deeper than any message: the model's parse says where
+    else:
+        decoded = data
+    try:
+        paths = _nul_paths(decoded)
+    except RecursionError:
+        return  # deeper than any message: refused by the model
+    if paths:
+        found = [
+            {"field": _json_path(p), "message": NUL_PROBLEM, "type": "string_nul"} for p in paths
+        ]
+        raise WireError(f"invalid message: {found[0]['field']}: {NUL_PROBLEM}", found)
+
+
 def _validate(
     models: Mapping[int, type[M]], data: bytes | str | Mapping[str, Any], now: datetime | None
 ) -> M:
     context = {"now": now if now is not None else datetime.now(tz=UTC)}
+    _refuse_nul(data)
     try:
         if isinstance(data, bytes | str):
             # one parse of the JSON text; only version 1 exists, so it is the fast path

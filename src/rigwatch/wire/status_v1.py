@@ -18,7 +18,9 @@ Validation is strict:
   ``now``, see :func:`validate_status`; the wall clock otherwise). A timestamp without an offset
   is read as UTC, as today's agent writes ``datetime.utcnow().isoformat()``;
 - a sensor that could not be read is ``null`` in ``sensor_data`` *with* a reason in
-  ``sensor_errors``; a value with an error is refused (a failed read is never a number).
+  ``sensor_errors``; a value with an error is refused (a failed read is never a number);
+- no text holds NUL (U+0000): checked by :func:`rigwatch.wire.validate_status` and
+  :func:`rigwatch.wire.validate_batch`, the one way in of every ingest.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from rigwatch.config.base import NAME_PATTERN
+from rigwatch.timefmt import to_ns
 
 SCHEMA_VERSION: Literal[1] = 1
 """The version this module describes (``schema_version`` of a message)."""
@@ -100,7 +103,9 @@ def _now(info: ValidationInfo) -> datetime:
 
 
 def _check_utc_time(value: datetime, info: ValidationInfo) -> datetime:
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    # compared as given, converted only once in range: a time with an offset at the ends of
+    # the calendar (0001-01-01T00:00:00+01:00) has no UTC datetime (astimezone: OverflowError)
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
     if value < EARLIEST:
         raise ValueError(f"timestamp {value.isoformat()} is before {EARLIEST.date()}")
     latest = _now(info) + MAX_FUTURE
@@ -109,7 +114,7 @@ def _check_utc_time(value: datetime, info: ValidationInfo) -> datetime:
             f"timestamp {value.isoformat()} is more than 24 h after the server's clock "
             f"({latest - MAX_FUTURE:%Y-%m-%dT%H:%M:%SZ})"
         )
-    return value
+    return value.astimezone(UTC)
 
 
 def _check_local_time(value: datetime, info: ValidationInfo) -> datetime:
@@ -360,8 +365,7 @@ class StatusMessageV1(WireModel):
 
     def timestamp_ns(self) -> int:
         """``timestamp`` as int64 nanoseconds since the Unix epoch (UTC)."""
-        delta = self.timestamp - datetime(1970, 1, 1, tzinfo=UTC)
-        return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+        return to_ns(self.timestamp)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The message as JSON-ready data (timestamps as ISO 8601 UTC text, ``Z``)."""

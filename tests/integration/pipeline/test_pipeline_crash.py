@@ -146,7 +146,7 @@ def test_pipeline_survives_sigkilled_workers(tmp_path: Path) -> None:
         # collector (working whenever the others wait for it) at most twice, lest it starve
         # the others
         rng = random.Random(7)
-        while not stop_killing.wait(rng.uniform(0.3, 0.8)):
+        while not stop_killing.wait(rng.uniform(0.15, 0.45)):
             state = read_status(state_dir / "supervisor.json") or {}
             live = [(n, c["pid"]) for n, c in state.get("children", {}).items() if c.get("pid")]
             working = [
@@ -171,9 +171,13 @@ def test_pipeline_survives_sigkilled_workers(tmp_path: Path) -> None:
         assert wait_until(lambda: (state_dir / "supervisor.json").exists(), 30)
         thread.start()
         manifest = open_manifest(config)
-        # kill for a while, then let the pipeline finish on its own
+        # kill for a while (10 kills, or fewer when the pipeline gets through all its work
+        # first: a kill lands only on a stage holding leases), then let it finish on its own;
         # deadlines are generous: on a busy machine the pipeline is slower, not wrong
-        assert wait_until(lambda: len(kills) >= 10, 120, 0.1), f"only {len(kills)} kills"
+        assert wait_until(lambda: len(kills) >= 10 or _counts_done(manifest.counts()), 120, 0.1), (
+            f"only {len(kills)} kills and the work not done"
+        )
+        assert len(kills) >= 5, f"only {len(kills)} kills landed while stages held leases"
         stop_killing.set()
         thread.join()
         finished = wait_until(lambda: _counts_done(manifest.counts()), 240, 0.5)

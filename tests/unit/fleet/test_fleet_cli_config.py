@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_fleet_cli_config_example_loads() -> None:
     config = load_fleet_config(ROOT / "configs" / "fleet.toml")
-    assert config.database.url == str((ROOT / "configs" / "fleet.sqlite3").resolve())
+    # outside the source tree's configs/, in the ignored var/ beside it
+    assert config.database.url == str((ROOT / "var" / "fleet" / "fleet.sqlite3").resolve())
     assert config.mqtt.topic == "rigwatch/machines/+/status"
     assert config.rules.tick_s == 5
 
@@ -36,7 +37,8 @@ def test_fleet_cli_config_refuses_unknown_keys(tmp_path: Path) -> None:
 def test_fleet_cli_machines_and_users(tmp_path: Path) -> None:
     cfg = tmp_path / "fleet.toml"
     cfg.write_text(
-        'database.url = "fleet.sqlite3"\n[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 8192\n'
+        'database.url = "var/db/fleet.sqlite3"\n'
+        "[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 8192\n"
     )
     runner = CliRunner()
     r = runner.invoke(
@@ -58,6 +60,7 @@ def test_fleet_cli_machines_and_users(tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code == 0, r.output
+    assert (tmp_path / "var" / "db" / "fleet.sqlite3").is_file()  # its folder was created
     key = r.output.strip().splitlines()[-1]
     assert key.startswith("rwk_")
     r = runner.invoke(app, ["machines", "list", "-c", str(cfg)])
@@ -65,7 +68,7 @@ def test_fleet_cli_machines_and_users(tmp_path: Path) -> None:
     r = runner.invoke(app, ["machines", "rotate-key", "-c", str(cfg), "m1"])
     new_key = r.output.strip().splitlines()[-1]
     assert new_key.startswith("rwk_") and new_key != key
-    engine = create_fleet_engine(tmp_path / "fleet.sqlite3")
+    engine = create_fleet_engine(tmp_path / "var" / "db" / "fleet.sqlite3")
     store = FleetStore(engine, lambda: 0)
     assert store.machine_for_key(key) is None
     assert store.machine_for_key(new_key) == "m1"

@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from rigwatch.errors import AlertError, FleetAuthError, FleetForbidden, FleetStoreError
-from rigwatch.fleet.alert_store import SqlAlertStore, to_ns
+from rigwatch.fleet.alert_store import SqlAlertStore
 from rigwatch.fleet.alerts import Alert, AlertManager, AlertQuery, AlertState
 from rigwatch.fleet.db import create_fleet_engine, current_revision, head_revision, migrate
 from rigwatch.fleet.models import Base
@@ -28,6 +28,7 @@ from rigwatch.fleet.store import (
     Principal,
     require_role,
 )
+from rigwatch.timefmt import to_ns
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -133,7 +134,7 @@ def test_fleet_store_users_tokens_and_roles(store: FleetStore, clock: Clock) -> 
 
 def test_fleet_store_partial_latest_keeps_values(store: FleetStore) -> None:
     store.add_machine(MachineIn(id="m1", name="M1"), "admin")
-    full = LatestWrite("m1", "green", "", {"t": "ok"}, 5, True, 10, 11, 11, {"t": 1.0}, {"x": 1})
+    full = LatestWrite("m1", "green", "", {"t": "ok"}, 5, True, 10, 11, 11, {"t": 1.0}, '{"x": 1}')
     store.write_batch([], [full])
     store.write_batch([], [LatestWrite("m1", "red", "hot", {"t": "critical"}, None)])
     latest = store.latest("m1")
