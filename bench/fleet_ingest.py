@@ -324,10 +324,10 @@ class WsProbe(threading.Thread):
 
 
 def _cpu_per_message(r: dict[str, Any]) -> str:
-    answered = sum(r["codes"].values())
-    if not answered or "server_cpu_s" not in r:
+    accepted = r.get("accepted_messages", 0)
+    if not accepted or "server_cpu_s" not in r:
         return "n/a"
-    return f"{r['server_cpu_s'] / answered * 1e6:.0f} µs"
+    return f"{r['server_cpu_s'] / accepted * 1e6:.0f} µs"
 
 
 def _load(r: dict[str, Any]) -> str:
@@ -610,9 +610,9 @@ workers](fleet.md#several-workers)); *overload*: 500 messages per request from 8
 rate limit and queue bound. "lost" = messages answered 2xx that are not in the database
 afterwards (read back by (machine, seq)). WS latency: from the commit (`accepted_ns`) to the
 `machine_update` arriving at a WebSocket client. "server CPU per message": the server
-processes' CPU time over the messages answered (refusals included). "load avg": the machine's
-1-min load average at the end of the run (the machine is shared; at 2 cores, a load above 2
-means the server got less than both). PostgreSQL runs on the same 2 cores.
+processes' CPU time over the messages accepted (the work on refusals included). "load avg": the
+machine's 1-min load average at the end of the run (the machine is shared; at 2 cores, a load
+above 2 means the server got less than both). PostgreSQL runs on the same 2 cores.
 {note}
 
 {chr(10).join(rows)}

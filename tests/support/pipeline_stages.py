@@ -4,6 +4,8 @@ grating images with their ROI manifest, running a stage until a condition holds.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -116,3 +118,30 @@ def run_until(stage: StageLoop, done: Callable[[], bool], timeout_s: float = 20.
     if errors:
         raise errors[0]
     return ok
+
+
+def folder_camera(source_dir: str = "src", **folder: Any) -> dict[str, Any]:
+    """The collector's ``camera`` section importing the image folder ``source_dir``."""
+    return {"enabled": True, "type": "folder", "folder": {"source_dir": source_dir, **folder}}
+
+
+def grating_plugins(roi_manifest: str = "roi.json") -> dict[str, Any]:
+    """The processor's ``plugins`` section: the grating analysis (``max_intensity``)."""
+    return {
+        "image": [
+            {
+                "name": "grating",
+                "options": {"roi_manifest": roi_manifest, "method": "max_intensity"},
+            }
+        ]
+    }
+
+
+def start_supervisor(config_path: Path, stderr_path: Path) -> subprocess.Popen[bytes]:
+    """``python -m rigwatch.pipeline.supervisor CONFIG`` with its stderr in ``stderr_path``."""
+    with open(stderr_path, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "rigwatch.pipeline.supervisor", str(config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )

@@ -105,6 +105,13 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Worker processes (several need [live] redis_url).")
     ] = 1,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            help="Log every request (uvicorn's access log; at thousands of machines this is "
+            "a line per status message)."
+        ),
+    ] = False,
 ) -> None:
     """Run the fleet server (uvicorn).
 
@@ -114,7 +121,7 @@ def serve(
     """
     import uvicorn
 
-    from rigwatch.fleet.app import CONFIG_ENV, create_fleet_app
+    from rigwatch.fleet.app import CONFIG_ENV, create_fleet_app, tune_gc_for_serving
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -136,16 +143,20 @@ def serve(
             log_level=log_level,
             ws_max_size=1 << 16,
             proxy_headers=False,
+            access_log=access_log,
         )
         return
+    fleet_app = create_fleet_app(cfg)
+    tune_gc_for_serving()
     uvicorn.run(
-        create_fleet_app(cfg),
+        fleet_app,
         host=host or cfg.server.host,
         port=port or cfg.server.port,
         log_level=log_level,
         ws_max_size=1 << 16,
         # no client address is used (limits are per key): X-Forwarded-* need not be read
         proxy_headers=False,
+        access_log=access_log,
     )
 
 

@@ -114,9 +114,7 @@ async def _handle(
         }
         await _respond(send, 500, orjson.dumps(body), PROBLEM_JSON, None)
         return
-    await _respond(
-        send, 200, orjson.dumps(result.model_dump(mode="json")), "application/json", None
-    )
+    await _respond(send, 200, result.model_dump_json().encode(), "application/json", None)
 
 
 async def _respond(

@@ -427,7 +427,8 @@ class IngestWriter:
                 view = self._monitor.engine.view(sub.machine_id, sub.received_at)
                 colour = view.colour if view is not None else Colour.GREY
             b.results.append(
-                IngestResult(
+                # built from our own counts: no validation needed
+                IngestResult.model_construct(
                     accepted=accepted, duplicates=duplicates, backfill=backfill, colour=colour
                 )
             )

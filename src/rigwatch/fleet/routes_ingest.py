@@ -22,7 +22,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request, Response
 
 from rigwatch.errors import WireError
@@ -198,7 +197,7 @@ async def _ingest(request: Request, machine_id: str, batch: bool) -> Response:
         request.headers.get("content-length"),
         request.stream(),
     )
-    return Response(orjson.dumps(result.model_dump(mode="json")), media_type="application/json")
+    return Response(result.model_dump_json().encode(), media_type="application/json")
 
 
 def ingest_router() -> APIRouter:

@@ -11,8 +11,6 @@ import gzip
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -25,7 +23,15 @@ from rigwatch.pipeline.stages.build import open_manifest
 from rigwatch.pipeline.stages.files import sha256_file
 from rigwatch.pipeline.stages.status import read_status
 from rigwatch.pipeline.stages.worker import wait_until
-from support.pipeline_stages import base_config, image_folder, tiny_roi_manifest, write_config
+from support.pipeline_stages import (
+    base_config,
+    folder_camera,
+    grating_plugins,
+    image_folder,
+    start_supervisor,
+    tiny_roi_manifest,
+    write_config,
+)
 
 N = int(os.environ.get("RW_CRASH_N", "2000"))
 KEEP = 100
@@ -105,23 +111,12 @@ def test_pipeline_survives_sigkilled_workers(tmp_path: Path) -> None:
         collector={
             "interval_s": 0.05,
             "min_free_bytes": 0,
-            "camera": {
-                "enabled": True,
-                "type": "folder",
-                "folder": {"source_dir": "src", "per_cycle": 100},
-            },
+            "camera": folder_camera(per_cycle=100),
         },
         processor={
             "poll_s": 0.05,
             "workers": 2,
-            "plugins": {
-                "image": [
-                    {
-                        "name": "grating",
-                        "options": {"roi_manifest": "roi.json", "method": "max_intensity"},
-                    }
-                ]
-            },
+            "plugins": grating_plugins(),
         },
         compressor={"enabled": True, "codec": "gzip", "skip_suffixes": [], "poll_s": 0.05},
         sync={"enabled": True, "share": "share", "poll_s": 0.05},
@@ -131,12 +126,7 @@ def test_pipeline_survives_sigkilled_workers(tmp_path: Path) -> None:
     config_path, config = write_config(tmp_path, data)
     state_dir = Path(config.paths.state_dir)
     sup_log = tmp_path / "supervisor.err"
-    with open(sup_log, "wb") as out:
-        sup = subprocess.Popen(
-            [sys.executable, "-m", "rigwatch.pipeline.supervisor", str(config_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
+    sup = start_supervisor(config_path, sup_log)
     manifest = None
     kills: list[str] = []
     stop_killing = threading.Event()

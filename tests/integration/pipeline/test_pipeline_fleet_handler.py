@@ -25,6 +25,8 @@ from rigwatch.wire import validate_status
 from support.pipeline_stages import (
     T0_NS,
     base_config,
+    folder_camera,
+    grating_plugins,
     image_folder,
     run_until,
     tiny_roi_manifest,
@@ -45,18 +47,11 @@ def _pipeline(tmp: Path) -> tuple[Any, Manifest, Path]:
         collector={
             "interval_s": 0.01,
             "min_free_bytes": 0,
-            "camera": {"enabled": True, "type": "folder", "folder": {"source_dir": "src"}},
+            "camera": folder_camera(),
         },
         processor={
             "poll_s": 0.02,
-            "plugins": {
-                "image": [
-                    {
-                        "name": "grating",
-                        "options": {"roi_manifest": "roi.json", "method": "max_intensity"},
-                    }
-                ]
-            },
+            "plugins": grating_plugins(),
         },
         reporter={
             "poll_s": 0.02,

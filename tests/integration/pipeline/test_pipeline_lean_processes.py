@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import psutil
@@ -18,7 +16,15 @@ import pytest
 from rigwatch.pipeline.stages.build import open_manifest
 from rigwatch.pipeline.stages.status import read_status
 from rigwatch.pipeline.stages.worker import wait_until
-from support.pipeline_stages import base_config, image_folder, tiny_roi_manifest, write_config
+from support.pipeline_stages import (
+    base_config,
+    folder_camera,
+    grating_plugins,
+    image_folder,
+    start_supervisor,
+    tiny_roi_manifest,
+    write_config,
+)
 
 N = 30
 NEVER = {"scipy", "skimage", "pyarrow", "cv2"}
@@ -41,18 +47,9 @@ def test_processes_map_only_what_they_use(tmp_path: Path) -> None:
         tmp_path,
         collector={
             "min_free_bytes": 0,
-            "camera": {"enabled": True, "type": "folder", "folder": {"source_dir": "src"}},
+            "camera": folder_camera(),
         },
-        processor={
-            "plugins": {
-                "image": [
-                    {
-                        "name": "grating",
-                        "options": {"roi_manifest": "roi.json", "method": "max_intensity"},
-                    }
-                ]
-            }
-        },
+        processor={"plugins": grating_plugins()},
         reporter={
             "poll_s": 0.05,
             "handlers": [{"type": "csv_plot", "plot": "plot.png", "plot_interval_s": 0.1}],
@@ -65,12 +62,7 @@ def test_processes_map_only_what_they_use(tmp_path: Path) -> None:
     state_dir = Path(config.paths.state_dir)
     manifest = open_manifest(config)
     sup_log = tmp_path / "supervisor.err"
-    with open(sup_log, "wb") as out:
-        sup = subprocess.Popen(
-            [sys.executable, "-m", "rigwatch.pipeline.supervisor", str(config_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
+    sup = start_supervisor(config_path, sup_log)
     try:
 
         def all_done() -> bool:

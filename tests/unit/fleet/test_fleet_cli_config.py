@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,19 @@ def test_fleet_cli_machines_and_users(tmp_path: Path) -> None:
     actors = {e.actor for e in store.list_audit()}
     assert all(a.startswith("cli") for a in actors - {"ann"})
     engine.dispose()
+
+
+def test_fleet_serving_process_collects_cycles_less_often() -> None:
+    # in a process of its own: the collector's settings are global
+    code = (
+        "import gc\n"
+        "from rigwatch.fleet.app import GC_GEN0_THRESHOLD, tune_gc_for_serving\n"
+        "before = gc.get_threshold()\n"
+        "tune_gc_for_serving()\n"
+        "after = gc.get_threshold()\n"
+        "print(after[0] == GC_GEN0_THRESHOLD, after[1:] == before[1:], gc.get_freeze_count() > 0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["True", "True", "True"]

@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from support.pipeline_stages import base_config, image_folder, tiny_roi_manifest, write_config
+from support.pipeline_stages import (
+    base_config,
+    folder_camera,
+    grating_plugins,
+    image_folder,
+    tiny_roi_manifest,
+    write_config,
+)
 
 NEVER = frozenset(
     {"matplotlib", "scipy", "skimage", "pyarrow", "asyncua", "aiomqtt", "cv2", "pandas", "h5py"}
@@ -90,18 +97,9 @@ def config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tmp,
         collector={
             "min_free_bytes": 0,
-            "camera": {"enabled": True, "type": "folder", "folder": {"source_dir": "src"}},
+            "camera": folder_camera(),
         },
-        processor={
-            "plugins": {
-                "image": [
-                    {
-                        "name": "grating",
-                        "options": {"roi_manifest": "roi.json", "method": "max_intensity"},
-                    }
-                ]
-            }
-        },
+        processor={"plugins": grating_plugins()},
         reporter={"handlers": [{"type": "csv_plot", "plot": "plot.png"}]},
         compressor={"enabled": True, "codec": "zstd"},
         sync={"enabled": True, "share": "share"},
