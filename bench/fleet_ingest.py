@@ -528,6 +528,19 @@ def main() -> None:
             results.append(
                 run_scenario(f"{db}-single-2-workers", db, 1, 64, duration, warmup, workers=2)
             )
+            # a fleet posting 5 000 messages/s every 30 s is 150 000 machines: far more than 64
+            # requests are in flight at any moment
+            results.append(
+                run_scenario(
+                    f"{db}-single-2-workers-256-connections",
+                    db,
+                    1,
+                    256,
+                    duration,
+                    warmup,
+                    workers=2,
+                )
+            )
     results.append(
         run_scenario("sqlite-batch-overload-10x", "sqlite", 500, 80, duration, warmup, True)
     )
@@ -575,11 +588,18 @@ def write_docs(results: list[dict[str, Any]], quick: bool, note: str = "") -> No
         if not runs:
             continue
         best = max(runs, key=lambda r: r["messages_per_s"])
-        single = max(r["messages_per_s"] for r in runs if "single" in r["scenario"])
+        singles = [r for r in runs if "single" in r["scenario"]]
+        one = max(singles, key=lambda r: r["messages_per_s"])
+        at_64 = max(
+            (r for r in singles if "connections" not in r["scenario"]),
+            key=lambda r: r["messages_per_s"],
+        )
         parts.append(
             f"{db}: best {best['messages_per_s']:.0f} messages/s ({best['scenario']}; "
             f"{'meets' if best['messages_per_s'] >= 5000 else 'misses'} 5 000), one message "
-            f"per request at most {single:.0f}/s ({'meets' if single >= 5000 else 'misses'})"
+            f"per request at most {one['messages_per_s']:.0f}/s ({one['scenario']}; "
+            f"{'meets' if one['messages_per_s'] >= 5000 else 'misses'}), "
+            f"{at_64['messages_per_s']:.0f}/s from 64 connections ({at_64['scenario']})"
         )
     verdict = (
         "Against the targets in this run: "
@@ -601,18 +621,19 @@ def write_docs(results: list[dict[str, Any]], quick: bool, note: str = "") -> No
 `.venv/bin/python {cmd}` on {machine_line()}; one server worker (uvicorn) unless named, the
 load generator in another process on the same 2 cores. Each message is today's payload (system
 info in the Windows-service layout) with 10 metrics, stored as one message row holding its 10
-values; *single*: one message per request from 64 keep-alive connections; *batch*: 100 messages
-per request from 8 connections; *2-workers*: two server processes (`--workers 2`) sharing the
-database, live updates through Redis; each machine posts on one keep-alive connection, so its
-messages stay with one worker, as a load balancer hashing the path keeps them ([several
-workers](fleet.md#several-workers)); *overload*: 500 messages per request from 80 connections
-(10x the connections, 50x the messages in flight of the batch run) with the default per-key
-rate limit and queue bound. "lost" = messages answered 2xx that are not in the database
-afterwards (read back by (machine, seq)). WS latency: from the commit (`accepted_ns`) to the
-`machine_update` arriving at a WebSocket client. "server CPU per message": the server
-processes' CPU time over the messages accepted (the work on refusals included). "load avg": the
-machine's 1-min load average at the end of the run (the machine is shared; at 2 cores, a load
-above 2 means the server got less than both). PostgreSQL runs on the same 2 cores.
+values; *single*: one message per request from 64 keep-alive connections (256 where named);
+*batch*: 100 messages per request from 8 connections; *2-workers*: two server processes
+(`--workers 2`) sharing the database, live updates through Redis; each machine posts on one
+keep-alive connection, so its messages stay with one worker, as a load balancer hashing the
+path keeps them ([several workers](fleet.md#several-workers)); *overload*: 500 messages per
+request from 80 connections (10x the connections, 50x the messages in flight of the batch run)
+with the default per-key rate limit and queue bound. "lost" = messages answered 2xx that are
+not in the database afterwards (read back by (machine, seq)). WS latency: from the commit
+(`accepted_ns`) to the `machine_update` arriving at a WebSocket client. "server CPU per
+message": the server processes' CPU time over the messages accepted (the work on refusals
+included). "load avg": the machine's 1-min load average at the end of the run (the machine is
+shared; at 2 cores, a load above 2 means the server got less than both). PostgreSQL runs on the
+same 2 cores.
 {note}
 
 {chr(10).join(rows)}
