@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import time
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +100,17 @@ def wait_acquiring(station: Station, channel: str = "P1", timeout_s: float = 10.
         left = deadline - time.monotonic()
         assert left > 0, f"no value of {channel} within {timeout_s} s"
         values.wait_change(values.version, left)
+
+
+@contextmanager
+def served_rocket_stand(tmp_path: Path) -> Iterator[tuple[Station, str]]:
+    """The rocket stand served over HTTP, started and acquiring: ``(station, "host:port")``."""
+    import httpx
+
+    from support.server import serve
+
+    station = rocket_station(tmp_path, operator_timeout_s=30.0)
+    with serve(station) as addr:
+        httpx.get(f"http://{addr}/api/hello", timeout=30)  # the app (and station) started
+        wait_acquiring(station)
+        yield station, addr

@@ -18,7 +18,7 @@ import pytest
 from rigwatch.control.states import RunnerState as S
 from rigwatch.station import Station
 from rigwatch.web.security import AccessPolicy
-from support.control_station import emulator, rocket_station, wait_acquiring
+from support.control_station import emulator, rocket_station, served_rocket_stand, wait_acquiring
 from support.server import serve
 
 TOKEN = "op-token"
@@ -26,11 +26,8 @@ TOKEN = "op-token"
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Station, str]]:
-    station = rocket_station(tmp_path, operator_timeout_s=30.0)
-    with serve(station) as addr:
-        httpx.get(f"http://{addr}/api/hello", timeout=30)  # the app (and station) started
-        wait_acquiring(station)
-        yield station, addr
+    with served_rocket_stand(tmp_path) as served_station:
+        yield served_station
 
 
 def take(base: str, client: str = "ana") -> dict[str, str]:

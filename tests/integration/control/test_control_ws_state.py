@@ -16,19 +16,15 @@ import msgpack
 import pytest
 
 from rigwatch.station import Station
-from support.control_station import rocket_station, wait_acquiring
-from support.server import serve
+from support.control_station import served_rocket_stand
 
 WAIT_S = 10.0
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Station, str]]:
-    station = rocket_station(tmp_path, operator_timeout_s=30.0)
-    with serve(station) as addr:
-        httpx.get(f"http://{addr}/api/hello", timeout=30)  # the app (and station) started
-        wait_acquiring(station)
-        yield station, addr
+    with served_rocket_stand(tmp_path) as served_station:
+        yield served_station
 
 
 def recv(ws: Any, timeout_s: float = WAIT_S) -> dict[str, Any]:
