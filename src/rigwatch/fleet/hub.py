@@ -39,19 +39,20 @@ from rigwatch.counters import Counters
 
 log = logging.getLogger(__name__)
 
-RESYNC: dict[str, Any] = {"type": "resync"}
-"""Queue marker: the client overflowed; send it a fresh snapshot."""
+RESYNC = ""
+"""Queue marker (no update encodes to empty text): the client overflowed; send it a fresh
+snapshot."""
 
 
 class LiveClient:
-    """One connected client's bounded queue of updates."""
+    """One connected client's bounded queue of updates, as the JSON text to send."""
 
     def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
+        self.queue: asyncio.Queue[str] = asyncio.Queue(size)
         self.resyncs = 0
 
-    def offer(self, update: dict[str, Any]) -> None:
-        """Queue an update; on overflow replace the whole queue by one resync marker."""
+    def offer(self, update: str) -> None:
+        """Queue an encoded update; on overflow replace the whole queue by one resync marker."""
         try:
             self.queue.put_nowait(update)
         except asyncio.QueueFull:
@@ -60,8 +61,8 @@ class LiveClient:
             self.queue.put_nowait(RESYNC)
             self.resyncs += 1
 
-    async def next(self) -> dict[str, Any]:
-        """The next update, or :data:`RESYNC`."""
+    async def next(self) -> str:
+        """The next encoded update, or :data:`RESYNC`."""
         return await self.queue.get()
 
 
@@ -107,9 +108,12 @@ class LiveHub:
             numbered["data"] = previous.get("data", {})
             numbered["timestamp"] = previous.get("timestamp")
         self._state[update["machine_id"]] = numbered
+        if not self._clients:
+            return
+        text = orjson.dumps(numbered).decode()  # encoded once, whatever the number of clients
         for client in self._clients:
             before = client.resyncs
-            client.offer(numbered)
+            client.offer(text)
             if client.resyncs != before:
                 self._counters.inc("fleet.ws_resync")
 
@@ -149,10 +153,10 @@ async def serve_client(
     await send_text(orjson.dumps(hub.snapshot("connect")).decode())
     while True:
         update = await client.next()
-        if update is RESYNC:
+        if update == RESYNC:
             await send_text(orjson.dumps(hub.snapshot("resync")).decode())
         else:
-            await send_text(orjson.dumps(update).decode())
+            await send_text(update)
 
 
 class RedisBridge:

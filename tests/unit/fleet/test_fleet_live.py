@@ -48,6 +48,19 @@ def test_fleet_live_snapshot_then_numbered_deltas() -> None:
     assert (second["machine_id"], second["status"]) == ("m0", "red")
 
 
+def test_fleet_live_update_encoded_once_for_every_client() -> None:
+    async def main() -> list[str]:
+        hub = LiveHub(8, Counters())
+        clients = [hub.connect() for _ in range(3)]
+        hub.publish(_update("m1", 2.0))
+        return [c.queue.get_nowait() for c in clients]
+
+    texts = asyncio.run(main())
+    assert texts[0] is texts[1] is texts[2]  # one encoding shared, not one per client
+    frame = orjson.loads(texts[0])
+    assert (frame["type"], frame["machine_id"], frame["seq"]) == ("machine_update", "m1", 1)
+
+
 def test_fleet_live_slow_client_resynchronised_with_bounded_queue() -> None:
     async def main() -> tuple[list[dict[str, Any]], int, Counters]:
         counters = Counters()
