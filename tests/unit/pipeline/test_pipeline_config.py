@@ -170,4 +170,10 @@ def test_up_status_down(tmp_path: Path) -> None:
         assert down(path)
     info = status(path, with_counts=False)
     assert not info["running"]
-    assert {s["state"] for s in info["stages"].values()} == {"stopped"}
+    states = {name: s["state"] for name, s in info["stages"].items()}
+    # every stage recorded its clean stop; if not, say what each process logged
+    logs = "\n".join(
+        f"--- {f.name}\n{f.read_text(errors='replace')[-3000:]}"
+        for f in sorted((tmp_path / "state").glob("*.log"))
+    )
+    assert set(states.values()) == {"stopped"}, f"{states}\n{info['supervisor']}\n{logs}"
