@@ -14,8 +14,6 @@ export function colourCode(c: string): number {
   return i < 0 ? COLOURS.indexOf("grey") : i;
 }
 
-/** worse first: a lower code is worse (COLOURS is ordered so) */
-export const worse = (a: number, b: number): number => Math.min(a, b);
 
 export const FILL: Record<Colour, string> = {
   red: "#ff4d5e",

@@ -139,6 +139,8 @@ class StationControl:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._read_index: dict[str, int] = {}
+        self._channels: dict[str, list[str]] = {}
+        """stream -> its channel names (fixed while it runs)"""
         self._block_listeners: dict[str, Callable[[int], None]] = {}
         self.audit: AuditLog | None = None
         try:
@@ -271,6 +273,7 @@ class StationControl:
         for name in self.fed_streams:
             stream = self.engine.streams[name]
             self._read_index[name] = stream.buffer.write_index
+            self._channels[name] = [c.name for c in stream.info.channels]
             listener = partial(self._on_block, name)
             self._block_listeners[name] = listener
             stream.add_listener(listener)
@@ -372,6 +375,6 @@ class StationControl:
             self.counters.inc(f"control.{name}.missed_rows", n=r.missed)
         if r.data.shape[0] == 0:
             return
-        channels = [c.name for c in stream.info.channels]
+        channels = self._channels[name]
         self.values.feed(channels, r.data, r.timestamps_ns)
         self.monitor.feed(channels, r.data, r.timestamps_ns)

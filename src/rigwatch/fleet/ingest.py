@@ -46,7 +46,7 @@ from rigwatch.fleet.monitor import Monitor
 from rigwatch.fleet.rules import Colour
 from rigwatch.fleet.schemas import IngestResult
 from rigwatch.fleet.store import FleetStore, LatestWrite, MessageWrite
-from rigwatch.timefmt import to_ns
+from rigwatch.timefmt import iso_utc, to_ns
 from rigwatch.wire import StatusMessage
 
 log = logging.getLogger(__name__)
@@ -439,7 +439,7 @@ class IngestWriter:
                 mid,
                 colour_now,
                 dict(msg.sensor_data),
-                msg.timestamp.isoformat().replace("+00:00", "Z"),
+                iso_utc(msg.timestamp_ns()),
                 reason,
                 0,  # set at commit
             )

@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from rigwatch.errors import WireError
+from rigwatch.fleet.ingest import retry_after
 from rigwatch.fleet.problems import ProblemError, problem_responses
 from rigwatch.fleet.schemas import IngestResult, MachineId
 from rigwatch.fleet.security import secret_hash
@@ -125,10 +126,12 @@ async def ingest(
     """
     server = services.config.server
     limit = server.max_batch_bytes if batch else server.max_message_bytes
+    declared: int | None = None
     if content_length is not None:
         if not content_length.isdigit():
             raise ProblemError(400, "Content-Length is not a number")
-        if int(content_length) > limit:
+        declared = int(content_length)
+        if declared > limit:
             raise ProblemError(
                 413,
                 f"body of {content_length} bytes exceeds the limit of {limit} bytes",
@@ -141,7 +144,7 @@ async def ingest(
         raise ProblemError(
             503, "the server is busy: send again later", headers=retry, counter="fleet.busy"
         )
-    reserved = int(content_length) if content_length is not None else limit
+    reserved = declared if declared is not None else limit
     if not services.reserve_body(reserved):
         raise ProblemError(
             503,
@@ -170,7 +173,7 @@ async def ingest(
         raise ProblemError(
             429,
             f"rate limit of machine {machine_id!r} reached",
-            headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+            headers={"Retry-After": retry_after(wait)},
             counter="fleet.rate_limited",
         )
     try:

@@ -36,7 +36,7 @@ from rigwatch.fleet.schemas import IngestResult
 from rigwatch.fleet.security import password_hasher
 from rigwatch.fleet.status import Evaluation, StatusEngine
 from rigwatch.fleet.store import FleetStore
-from rigwatch.timefmt import from_ns, to_ns
+from rigwatch.timefmt import from_ns, iso_utc, to_ns
 from rigwatch.wire import StatusMessage, validate_status
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,8 @@ class FleetServices:
         self._notify_pool = ThreadPoolExecutor(1, thread_name_prefix="fleet-notify")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._mqtt_allowed: dict[str, tuple[bool, float]] = {}
+        self._mqtt_allowed = KeyCache(config.ingest.key_cache_s)
+        """machine -> itself when it has a valid key, else None (MQTT carries no key)"""
         self._in_flight = 0
         self._answers: _Answers | None = None
         self._mqtt_slots: asyncio.Semaphore | None = None
@@ -136,7 +137,7 @@ class FleetServices:
                     s.machine_id,
                     s.colour.value,
                     dict(s.values),
-                    s.timestamp.isoformat().replace("+00:00", "Z") if s.timestamp else None,
+                    iso_utc(to_ns(s.timestamp)) if s.timestamp else None,
                     s.reason,
                     0,
                 )
@@ -182,10 +183,14 @@ class FleetServices:
 
     def _committed(self, updates: list[dict[str, Any]], changes: list[AlertChange]) -> None:
         """Writer thread: hand updates to the loop and notifications to their thread."""
-        if any(c.notify for c in changes):
-            self._notify_pool.submit(self.dispatcher.dispatch, changes)
+        self._notify(changes)
         if updates and self._loop is not None:
             self._loop.call_soon_threadsafe(self.publish, updates)
+
+    def _notify(self, changes: list[AlertChange]) -> None:
+        """Hand alert changes that notify to the notification thread (any thread)."""
+        if any(c.notify for c in changes):
+            self._notify_pool.submit(self.dispatcher.dispatch, changes)
 
     def publish(self, updates: list[dict[str, Any]]) -> None:
         """On the loop: send updates to the clients of every worker (Redis) or of this one."""
@@ -268,14 +273,11 @@ class FleetServices:
             await asyncio.sleep(0.01)
 
     async def _mqtt_machine_allowed(self, machine_id: str) -> bool:
-        now = loop_time()
-        cached = self._mqtt_allowed.get(machine_id)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        found, allowed = self._mqtt_allowed.get(machine_id)
+        if found:
+            return allowed is not None
         ok = await asyncio.to_thread(self.store.machine_has_key, machine_id)
-        if len(self._mqtt_allowed) > 100_000:
-            self._mqtt_allowed.clear()
-        self._mqtt_allowed[machine_id] = (ok, now + self.config.ingest.key_cache_s)
+        self._mqtt_allowed.put(machine_id, machine_id if ok else None)
         return ok
 
     def keys_changed(self) -> None:
@@ -303,11 +305,11 @@ class FleetServices:
         """
         at = now or self.clock()
         evaluations = await asyncio.to_thread(self.status.evaluate, at)
-        turning_grey = [
+        turning_grey = {
             e.machine_id
             for e in evaluations
             if e.colour is Colour.GREY and e.previous_colour is not Colour.GREY
-        ]
+        }
         if turning_grey:
             fresh = await asyncio.to_thread(self.store.last_fresh)
             kept = []
@@ -324,8 +326,7 @@ class FleetServices:
         changes: list[AlertChange] = []
         for e in evaluations:
             changes.extend(await asyncio.to_thread(self.alerts.apply, e.signals))
-        if any(c.notify for c in changes):
-            self._notify_pool.submit(self.dispatcher.dispatch, changes)
+        self._notify(changes)
         colour_changes = [e for e in evaluations if e.changed]
         if colour_changes:
             await asyncio.to_thread(
@@ -362,11 +363,6 @@ class FleetServices:
             except Exception:
                 log.exception("fleet retention failed")
             await asyncio.sleep(db.retention_every_s)
-
-
-def loop_time() -> float:
-    """The running loop's monotonic time."""
-    return asyncio.get_running_loop().time()
 
 
 class _Answers:

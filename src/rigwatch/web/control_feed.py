@@ -121,14 +121,16 @@ class ControlFeed:
             self._last_state = None
             return
         try:
-            message = self.state_message()
+            state = control_out(self.station).model_dump(mode="json")
         except Exception:
             log.exception("control_state not built")
             return
-        comparable = _comparable(message["state"])
+        comparable = _comparable(state)
         if comparable == self._last_state:
-            return
+            return  # nothing new: no frame, and no seq used up (clients see no gap)
         self._last_state = comparable
+        self._seq += 1
+        message = {"type": "control_state", "seq": self._seq, "state": state}
         self._send_all(self._state_senders, pack(message))
 
     def broadcast(self, message: dict[str, Any]) -> None:

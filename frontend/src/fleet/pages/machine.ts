@@ -372,6 +372,8 @@ export function mount(root: HTMLElement, ctx: FleetPageContext, route: Route): M
     );
   }
 
+  let entry: Machine | null = null; // the machine's registry entry, read by load()
+
   async function load(): Promise<void> {
     dbg.id = id;
     dbg.loaded = false;
@@ -387,6 +389,7 @@ export function mount(root: HTMLElement, ctx: FleetPageContext, route: Route): M
       ctx.problems.report(err);
       return;
     }
+    entry = machine;
     renderHead(machine, latest);
     renderRegistry(machine);
     renderStatus(latest);
@@ -413,9 +416,10 @@ export function mount(root: HTMLElement, ctx: FleetPageContext, route: Route): M
       if (!statusTimer) {
         statusTimer = window.setTimeout(() => {
           statusTimer = 0;
-          Promise.all([getMachine(id), getLatest(id)])
-            .then(([m, l]) => {
-              renderHead(m, l);
+          // the registry entry does not change with updates: only the latest state is read
+          getLatest(id)
+            .then((l) => {
+              renderHead(entry, l);
               renderStatus(l);
               renderSysinfo(l);
             })

@@ -40,7 +40,7 @@ from rigwatch.pipeline.stages.files import (
     sha256_file,
     write_bytes_durably,
 )
-from rigwatch.pipeline.stages.queries import known_paths
+from rigwatch.pipeline.stages.queries import CHUNK, known_paths
 from rigwatch.pipeline.stages.sources.ds18b20 import Ds18b20Bus, TemperatureReading
 from rigwatch.pipeline.stages.sources.names import image_name, parse_image_name
 from rigwatch.pipeline.stages.status import StatusFile
@@ -243,8 +243,8 @@ class Collector(StageLoop):
     def _import_names(
         self, folder: FolderImportConfig, names: list[str], out: list[NewArtifact]
     ) -> None:
-        for start in range(0, len(names), 500):
-            chunk = names[start : start + 500]
+        for start in range(0, len(names), CHUNK):
+            chunk = names[start : start + CHUNK]
             variants = {n: _variants(self.data_dir / n) for n in chunk}
             known = known_paths(self.manifest, [v for vs in variants.values() for v in vs])
             for name in chunk:

@@ -36,6 +36,12 @@ CREATE TABLE IF NOT EXISTS files (
 """
 
 
+_SET_COMMITTED_SIZE = (
+    "INSERT INTO files VALUES (?, ?) "
+    "ON CONFLICT(path) DO UPDATE SET committed_size = excluded.committed_size"
+)
+
+
 class Ledger:
     """The delivery ledger at ``path``.
 
@@ -88,11 +94,7 @@ class Ledger:
                     (handler, artifact_id, time.time_ns(), json.dumps(dict(detail))),
                 )
                 if file is not None:
-                    self._db.execute(
-                        "INSERT INTO files VALUES (?, ?) ON CONFLICT(path) DO UPDATE "
-                        "SET committed_size = excluded.committed_size",
-                        (str(file[0]), file[1]),
-                    )
+                    self._db.execute(_SET_COMMITTED_SIZE, (str(file[0]), file[1]))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -109,11 +111,7 @@ class Ledger:
     def set_committed_size(self, path: Path, size: int) -> None:
         """Set an appended file's committed size (a new or rotated file)."""
         with self._lock:
-            self._db.execute(
-                "INSERT INTO files VALUES (?, ?) ON CONFLICT(path) DO UPDATE "
-                "SET committed_size = excluded.committed_size",
-                (str(path), size),
-            )
+            self._db.execute(_SET_COMMITTED_SIZE, (str(path), size))
 
     def count(self, handler: str) -> int:
         """How many artifacts ``handler`` delivered."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from rigwatch.timefmt import NS_PER_S
+from rigwatch.timefmt import from_ns, to_ns
 
 IMAGE_RE = re.compile(r"^image_(?P<stamp>\d{8}_\d{6}_\d{6})_cam(?P<cam>\d+)\.png$")
 STAMP_FORMAT = "%Y%m%d_%H%M%S_%f"
@@ -16,9 +16,7 @@ STAMP_FORMAT = "%Y%m%d_%H%M%S_%f"
 
 def image_name(ts_ns: int, camera_index: int) -> str:
     """The file name of an image taken at ``ts_ns`` by camera ``camera_index``."""
-    seconds, rest = divmod(int(ts_ns), NS_PER_S)
-    dt = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000)
-    return f"image_{dt.strftime(STAMP_FORMAT)}_cam{camera_index}.png"
+    return f"image_{from_ns(ts_ns).strftime(STAMP_FORMAT)}_cam{camera_index}.png"
 
 
 def parse_image_name(name: str) -> tuple[int, int] | None:
@@ -30,5 +28,4 @@ def parse_image_name(name: str) -> tuple[int, int] | None:
         dt = datetime.strptime(m.group("stamp"), STAMP_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
-    seconds = int(dt.replace(microsecond=0).timestamp())
-    return seconds * NS_PER_S + dt.microsecond * 1000, int(m.group("cam"))
+    return to_ns(dt), int(m.group("cam"))
