@@ -93,11 +93,48 @@ def _latest_upsert(mark: str, json_mark: str) -> str:
     )
 
 
-_LATEST_UPSERT = {
-    "sqlite": _latest_upsert("?", "?"),
-    "postgresql": _latest_upsert("%s", "%s::json"),
-}
-"""Insert or replace a machine's whole latest state (driver paramstyle per dialect)."""
+_LATEST_UPSERT_SQLITE = _latest_upsert("?", "?")
+"""Insert or replace a machine's whole latest state (one row; run with ``executemany``)."""
+
+
+def _latest_row(w: LatestWrite) -> tuple[Any, ...]:
+    """One row of :data:`_LATEST_UPSERT_SQLITE`."""
+    return (
+        w.machine_id,
+        w.colour,
+        w.reason,
+        w.ts_ns,
+        w.received_ns,
+        w.last_fresh_ns,
+        w.last_seq,
+        orjson.dumps(w.values).decode(),
+        orjson.dumps(w.metrics).decode(),
+        w.info_json,
+    )
+
+
+_LATEST_PG_TYPES = (
+    "text", "text", "text", "bigint", "bigint", "bigint", "bigint", "json", "json", "json"
+)  # fmt: skip
+
+
+def _latest_upsert_recordset() -> str:
+    columns = ", ".join(_LATEST_COLUMNS)
+    record = ", ".join(f"{c} {t}" for c, t in zip(_LATEST_COLUMNS, _LATEST_PG_TYPES, strict=True))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _LATEST_COLUMNS[1:])
+    return (
+        f"INSERT INTO latest_state ({columns}) SELECT {columns} "
+        f"FROM json_to_recordset(%s::json) AS r({record}) "
+        f"ON CONFLICT (machine_id) DO UPDATE SET {updates}"
+    )
+
+
+_LATEST_UPSERT_PG = _latest_upsert_recordset()
+"""Insert or replace the whole latest state of many machines in one statement: the rows travel
+as one JSON array of objects (one parameter, serialised by orjson in one call; a JSON null
+becomes SQL NULL), so one round trip and one statement text, which psycopg prepares, whatever
+the number of machines. Machines are unique within a commit, as ``ON CONFLICT DO UPDATE``
+requires."""
 
 MAX_POINTS = 100_000
 """Most points one history answer holds (``truncated`` set beyond)."""
@@ -569,26 +606,14 @@ class FleetStore:
         if full:
             # through the driver, as the message rows: SQLAlchemy's upsert with JSON
             # parameters costs more than the statement itself (one row per machine and commit)
-            rows = [
-                (
-                    w.machine_id,
-                    w.colour,
-                    w.reason,
-                    w.ts_ns,
-                    w.received_ns,
-                    w.last_fresh_ns,
-                    w.last_seq,
-                    orjson.dumps(w.values).decode(),
-                    orjson.dumps(w.metrics).decode(),
-                    w.info_json,
-                )
-                for w in full
-            ]
             raw = conn.connection.driver_connection
             assert raw is not None
             cur = raw.cursor()
             try:
-                cur.executemany(_LATEST_UPSERT[self._dialect], rows)
+                if self._dialect == "postgresql":
+                    cur.execute(_LATEST_UPSERT_PG, (self._latest_records(full),))
+                else:
+                    cur.executemany(_LATEST_UPSERT_SQLITE, [_latest_row(w) for w in full])
             finally:
                 cur.close()
         if partial:
@@ -617,6 +642,28 @@ class FleetStore:
                     for w in partial
                 ],
             )
+
+    @staticmethod
+    def _latest_records(full: Sequence[LatestWrite]) -> str:
+        """The rows of :data:`_LATEST_UPSERT_PG` as one JSON text (``info`` is JSON already:
+        embedded as it is)."""
+        return orjson.dumps(
+            [
+                {
+                    "machine_id": w.machine_id,
+                    "colour": w.colour,
+                    "reason": w.reason,
+                    "ts_ns": w.ts_ns,
+                    "received_ns": w.received_ns,
+                    "last_fresh_ns": w.last_fresh_ns,
+                    "last_seq": w.last_seq,
+                    "values": w.values,
+                    "metrics": w.metrics,
+                    "info": None if w.info_json is None else orjson.Fragment(w.info_json),
+                }
+                for w in full
+            ]
+        ).decode()
 
     def set_colours(self, changes: Iterable[tuple[str, str, str, dict[str, str]]]) -> None:
         """Store colour changes made by the timer: ``(machine_id, colour, reason, metrics)``."""
