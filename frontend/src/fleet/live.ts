@@ -1,6 +1,7 @@
 // The fleet server's live stream (/ws, src/rigwatch/fleet/hub.py): JSON text frames, first a
 // snapshot of every machine that reported (columnar), then `machine_update` deltas numbered
-// by `seq`. A gap in the numbers means updates were missed: the client reconnects and starts
+// by `seq`, gathered into `machine_updates` frames (`?batch=1`: all updates queued for this
+// client at each send, in order). A gap in the numbers means updates were missed: the client reconnects and starts
 // again from a fresh snapshot. The server also sends a fresh snapshot by itself (reason
 // "resync") when this client fell behind. Reconnects with backoff after a drop.
 
@@ -29,6 +30,11 @@ export interface Snapshot {
     timestamp: (string | null)[];
     reason: string[];
   };
+}
+
+export interface MachineUpdates {
+  type: "machine_updates";
+  updates: MachineUpdate[];
 }
 
 export interface FleetLiveHandlers {
@@ -124,7 +130,7 @@ export class FleetLive {
     if (this.stopped) return;
     const token = this.token();
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const url = `${proto}//${location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`;
+    const url = `${proto}//${location.host}/ws?batch=1${token ? `&token=${encodeURIComponent(token)}` : ""}`;
     this.setState("connecting", url.replace(/token=[^&]+/, "token=…"));
     const ws = new WebSocket(url);
     this.ws = ws;
@@ -137,10 +143,17 @@ export class FleetLive {
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws || typeof ev.data !== "string") return;
-      let msg: Snapshot | MachineUpdate;
+      let msg: Snapshot | MachineUpdate | MachineUpdates;
       try {
-        msg = JSON.parse(ev.data) as Snapshot | MachineUpdate;
+        msg = JSON.parse(ev.data) as Snapshot | MachineUpdate | MachineUpdates;
       } catch {
+        return;
+      }
+      if (msg.type === "machine_updates") {
+        for (const u of msg.updates) {
+          this.receive(u);
+          if (this.ws !== ws) return; // a gap restarted the connection: drop the rest
+        }
         return;
       }
       this.receive(msg);

@@ -239,7 +239,10 @@ def create_fleet_app(config: FleetConfig, *, clock: Clock = wall_clock) -> FastA
             return
         await ws.accept()
         client = services.hub.connect()
-        sender = asyncio.create_task(serve_client(services.hub, ws.send_text, client))
+        batched = ws.query_params.get("batch") == "1"
+        sender = asyncio.create_task(
+            serve_client(services.hub, ws.send_text, client, batched=batched)
+        )
         try:
             while True:  # read (and ignore) client frames until it goes
                 receiver = asyncio.ensure_future(ws.receive_text())

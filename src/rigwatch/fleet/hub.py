@@ -9,6 +9,15 @@ Protocol (JSON text frames, server to client)::
      "data": {"temperature": 85.0, ...}, "timestamp": "2024-05-01T12:00:00Z",
      "reason": "", "accepted_ns": 1714564800000000000}
 
+A client that connects with ``/ws?batch=1`` gets the same updates gathered into fewer frames:
+every update queued for it when it can be sent goes out in one frame, in order::
+
+    {"type": "machine_updates", "updates": [{"type": "machine_update", "seq": 121, ...}, ...]}
+
+At thousands of updates per second this is one WebSocket frame (and one socket write) per
+group commit rather than per machine: the dashboard asks for it; a client that does not keeps
+today's one frame per update.
+
 ``machine_update`` keeps the fields of today's message (``type``, ``machine_id``, ``status``,
 ``data``, ``timestamp``) and adds ``seq``, ``reason`` and ``accepted_ns``. ``seq`` increases by
 one per update of this server worker: a client that sees a gap missed updates. The snapshot's
@@ -19,10 +28,11 @@ A client that does not keep up never grows the server's memory: each client has 
 queue (``client_queue``); when it overflows the queued updates are dropped and the client is
 sent a fresh snapshot instead (``reason: "resync"``, counted as ``fleet.ws_resync``).
 
-With Redis configured (:class:`RedisBridge`), updates of every worker go through one pub/sub
-channel and each worker's hub publishes what arrives there, so a client of any worker sees the
-updates of all; the latest state of each machine is also kept in a Redis hash, from which a
-starting worker seeds its snapshot.
+With Redis configured (:class:`RedisBridge`), each worker's hub publishes its own updates at
+once and sends them on one pub/sub channel, tagged with the worker's origin; each hub also
+publishes what the other workers sent there (its own echo skipped), so a client of any worker
+sees the updates of all. The latest state of each machine is also kept in a Redis hash, from
+which a starting worker seeds its snapshot.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,6 +53,9 @@ log = logging.getLogger(__name__)
 RESYNC = ""
 """Queue marker (no update encodes to empty text): the client overflowed; send it a fresh
 snapshot."""
+
+BATCH_MAX_UPDATES = 500
+"""Most updates in one ``machine_updates`` frame (about 200 kB of today's updates)."""
 
 
 class LiveClient:
@@ -64,6 +78,13 @@ class LiveClient:
     async def next(self) -> str:
         """The next encoded update, or :data:`RESYNC`."""
         return await self.queue.get()
+
+    async def take(self, most: int) -> list[str]:
+        """Wait for the next item, then take those queued behind it, ``most`` in all."""
+        items = [await self.queue.get()]
+        while len(items) < most and not self.queue.empty():
+            items.append(self.queue.get_nowait())
+        return items
 
 
 class LiveHub:
@@ -146,25 +167,50 @@ class LiveHub:
 
 
 async def serve_client(
-    hub: LiveHub, send_text: Callable[[str], Awaitable[None]], client: LiveClient
+    hub: LiveHub,
+    send_text: Callable[[str], Awaitable[None]],
+    client: LiveClient,
+    *,
+    batched: bool = False,
 ) -> None:
     """Send a connected client its snapshot, then its updates (or fresh snapshots after an
-    overflow), until sending fails or the task is cancelled."""
+    overflow), until sending fails or the task is cancelled.
+
+    Args:
+        batched: send the updates queued at each send as one ``machine_updates`` frame (at
+            most :data:`BATCH_MAX_UPDATES`); otherwise one ``machine_update`` frame each.
+    """
     await send_text(orjson.dumps(hub.snapshot("connect")).decode())
+    most = BATCH_MAX_UPDATES if batched else 1
     while True:
-        update = await client.next()
-        if update == RESYNC:
+        pending: list[str] = []
+        for item in await client.take(most):
+            if item != RESYNC:
+                pending.append(item)
+                continue
+            if pending:  # what was queued before the overflow, then the fresh state
+                await send_text(_frame(pending, batched))
+                pending = []
             await send_text(orjson.dumps(hub.snapshot("resync")).decode())
-        else:
-            await send_text(update)
+        if pending:
+            await send_text(_frame(pending, batched))
+
+
+def _frame(updates: list[str], batched: bool) -> str:
+    if not batched:
+        return updates[0]
+    # the updates are JSON texts already: joined, not decoded and encoded again
+    return '{"type":"machine_updates","updates":[' + ",".join(updates) + "]}"
 
 
 class RedisBridge:
     """Live updates and latest state through Redis (redis-py asyncio).
 
-    :meth:`publish` stores each update in the hash ``<prefix>latest`` and publishes the list of
-    updates on ``channel``; a listener task hands every list arriving on the channel (from any
-    worker, this one included) to the local hub.
+    :meth:`publish` stores each update in the hash ``<prefix>latest`` and publishes
+    ``{"origin": <this bridge>, "updates": [...]}`` on ``channel``; a listener task hands every
+    list arriving there from another worker to the local hub. The worker publishes its own
+    updates to its hub itself (without waiting for Redis' round trip); a machine's updates all
+    come from the one worker its messages are routed to, so each client sees them in order.
     """
 
     def __init__(
@@ -180,6 +226,8 @@ class RedisBridge:
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._order = asyncio.Lock()  # FIFO: publishes leave in the order they were made
+        self.origin = uuid.uuid4().hex
+        """This worker's tag on what it publishes (its own echo is not published twice)."""
 
     async def start(self) -> None:
         """Seed the hub from the Redis hash and start listening (returns once subscribed)."""
@@ -198,10 +246,13 @@ class RedisBridge:
                 if message is None:
                     continue
                 try:
-                    updates = orjson.loads(message["data"])
-                except (orjson.JSONDecodeError, TypeError):
+                    sent = orjson.loads(message["data"])
+                    origin, updates = sent["origin"], sent["updates"]
+                except (orjson.JSONDecodeError, TypeError, KeyError):
                     self._counters.inc("fleet.redis_bad_message")
                     continue
+                if origin == self.origin:
+                    continue  # published to this hub already
                 for update in updates:
                     self._hub.publish(update)
         finally:
@@ -209,13 +260,14 @@ class RedisBridge:
                 await pubsub.aclose()
 
     async def publish(self, updates: list[dict[str, Any]]) -> None:
-        """Store and broadcast updates to every worker."""
+        """Store updates and send them to the other workers (the caller publishes them to
+        this worker's hub)."""
         if not updates:
             return
         latest = {u["machine_id"]: orjson.dumps(u) for u in updates}
         async with self._order, self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(self._latest_key, mapping=latest)
-            pipe.publish(self._channel, orjson.dumps(updates))
+            pipe.publish(self._channel, orjson.dumps({"origin": self.origin, "updates": updates}))
             await pipe.execute()
 
     async def forget(self, machine_id: str) -> None:

@@ -193,13 +193,13 @@ class FleetServices:
             self._notify_pool.submit(self.dispatcher.dispatch, changes)
 
     def publish(self, updates: list[dict[str, Any]]) -> None:
-        """On the loop: send updates to the clients of every worker (Redis) or of this one."""
+        """On the loop: send updates to this worker's clients, and through Redis (when
+        configured) to those of the other workers."""
+        for u in updates:
+            self.hub.publish(u)
         if self.redis is not None:
             task = asyncio.ensure_future(self.redis.publish(updates))
             task.add_done_callback(self._publish_done)
-        else:
-            for u in updates:
-                self.hub.publish(u)
 
     def _publish_done(self, task: asyncio.Future[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

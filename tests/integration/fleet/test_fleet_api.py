@@ -124,6 +124,30 @@ def test_fleet_api_today_payload_stored_and_broadcast(fleet: Fleet) -> None:
     }
 
 
+def test_fleet_api_batched_live_client_gets_every_update_in_order(fleet: Fleet) -> None:
+    machines = ["mill_a", "mill_b", "mill_c"]
+    keys = {m: fleet.add_machine(m) for m in machines}
+    with fleet.client.websocket_connect(f"/ws?batch=1&token={fleet.token}") as ws:
+        snapshot = ws.receive_json()
+        assert snapshot["type"] == "snapshot"
+        for i, m in enumerate(machines):
+            msg = fleet.message(m)
+            msg["sensor_data"]["temperature"] = 81.0 + i  # above the 80 degC critical line
+            r = fleet.post(m, msg, keys[m])
+            assert r.status_code == 200, r.text
+        updates: list[dict[str, Any]] = []
+        while len(updates) < len(machines):
+            frame = ws.receive_json()
+            assert frame["type"] == "machine_updates"
+            updates.extend(frame["updates"])
+    assert [u["seq"] for u in updates] == [snapshot["seq"] + 1 + i for i in range(3)]
+    assert [u["machine_id"] for u in updates] == machines
+    for i, u in enumerate(updates):
+        assert u["type"] == "machine_update"
+        assert (u["status"], u["data"]["temperature"]) == ("red", 81.0 + i)
+        assert u["accepted_ns"] > 0
+
+
 def test_fleet_api_key_of_one_machine_refused_for_another(fleet: Fleet) -> None:
     key_a = fleet.add_machine("machine_a")
     fleet.add_machine("machine_b")

@@ -159,6 +159,7 @@ async def _two_workers(addr_a: str, addr_b: str, key: str) -> None:
             got_a, got_b = await _next_update(ws_a, "w1"), await _next_update(ws_b, "w1")
             assert got_a["status"] == got_b["status"] == "green"
             assert got_a["data"] == got_b["data"]
+            first_a, first_b = got_a["seq"], got_b["seq"]
             hot = {"temperature": 85.0, "pressure": 2.0, "speed": 1450, "disk_volume": 50.0}
             r = await b.post(
                 "/api/machines/w1/status",
@@ -168,6 +169,9 @@ async def _two_workers(addr_a: str, addr_b: str, key: str) -> None:
             assert r.json()["colour"] == "red"
             got_a, got_b = await _next_update(ws_a, "w1"), await _next_update(ws_b, "w1")
             assert got_a["status"] == got_b["status"] == "red"
+            # each client got each update once: the posting worker publishes its own
+            # directly and skips its echo from Redis; the other takes it from Redis
+            assert (got_a["seq"], got_b["seq"]) == (first_a + 1, first_b + 1)
             # the same message delivered to both workers (a lost confirmation): stored once
             again = _message("w1", seq=3)
             r = await a.post("/api/machines/w1/status", json=again, headers=headers)

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from rigwatch.counters import Counters
-from rigwatch.fleet.hub import LiveHub, serve_client
+from rigwatch.fleet.hub import BATCH_MAX_UPDATES, LiveHub, serve_client
 from rigwatch.fleet.ingest import KeyCache, RateLimiter, machine_update
 from rigwatch.fleet.mqtt import broker_address, machine_of_topic
 
@@ -99,6 +99,84 @@ def test_fleet_live_slow_client_resynchronised_with_bounded_queue() -> None:
     assert by_machine["m0"] == {"temperature": 999.0}  # the fresh state, nothing lost
     assert by_machine["m2"] == {"temperature": 998.0}
     assert counters.get("fleet.ws_resync") >= 1
+
+
+async def _frames_after_publishing(
+    hub: LiveHub, updates: list[dict[str, Any]], want: int, batched: bool
+) -> list[dict[str, Any]]:
+    """Connect a client, publish ``updates`` while its sender waits, collect ``want`` frames."""
+    client = hub.connect()
+    frames: list[dict[str, Any]] = []
+    got = asyncio.Event()
+    snapshot_sent = asyncio.Event()
+
+    async def send(text: str) -> None:
+        frames.append(orjson.loads(text))
+        snapshot_sent.set()
+        if len(frames) == want:
+            got.set()
+
+    task = asyncio.create_task(serve_client(hub, send, client, batched=batched))
+    await asyncio.wait_for(snapshot_sent.wait(), 5)
+    for u in updates:  # all queued before the sender runs again: one group
+        hub.publish(u)
+    await asyncio.wait_for(got.wait(), 5)
+    task.cancel()
+    return frames
+
+
+def test_fleet_live_batched_client_gets_queued_updates_in_one_frame() -> None:
+    updates = [_update(f"m{i}", float(i)) for i in range(5)]
+    frames = asyncio.run(_frames_after_publishing(LiveHub(100, Counters()), updates, 2, True))
+    snapshot, group = frames
+    assert snapshot["type"] == "snapshot"
+    assert group["type"] == "machine_updates"
+    inner = group["updates"]
+    assert [u["seq"] for u in inner] == [1, 2, 3, 4, 5]  # in order, none missing
+    assert [u["machine_id"] for u in inner] == [f"m{i}" for i in range(5)]
+    assert all(u["type"] == "machine_update" for u in inner)  # each one today's message
+    assert inner[3]["data"] == {"temperature": 3.0}
+
+
+def test_fleet_live_unbatched_client_gets_one_frame_per_update() -> None:
+    updates = [_update(f"m{i}", float(i)) for i in range(3)]
+    frames = asyncio.run(_frames_after_publishing(LiveHub(100, Counters()), updates, 4, False))
+    assert [f["type"] for f in frames] == ["snapshot", *["machine_update"] * 3]
+    assert [f["seq"] for f in frames[1:]] == [1, 2, 3]
+
+
+def test_fleet_live_batched_frames_hold_at_most_the_batch_bound() -> None:
+    updates = [_update(f"m{i % 7}", float(i)) for i in range(BATCH_MAX_UPDATES + 20)]
+    hub = LiveHub(10 * BATCH_MAX_UPDATES, Counters())
+    frames = asyncio.run(_frames_after_publishing(hub, updates, 3, True))
+    sizes = [len(f["updates"]) for f in frames[1:]]
+    assert sizes == [BATCH_MAX_UPDATES, 20]
+    seqs = [u["seq"] for f in frames[1:] for u in f["updates"]]
+    assert seqs == list(range(1, BATCH_MAX_UPDATES + 21))
+
+
+def test_fleet_live_batched_client_overflow_resyncs_then_goes_on() -> None:
+    counters = Counters()
+    updates = [_update(f"m{i % 3}", float(i)) for i in range(10)]
+    frames = asyncio.run(_frames_after_publishing(LiveHub(4, counters), updates, 3, True))
+    connect, resync, group = frames
+    assert (connect["reason"], resync["type"], resync["reason"]) == (
+        "connect",
+        "snapshot",
+        "resync",
+    )
+    assert resync["seq"] == 10  # the fresh state holds every update so far
+    by_machine = dict(
+        zip(resync["machines"]["machine_id"], resync["machines"]["data"], strict=True)
+    )
+    assert by_machine == {
+        "m0": {"temperature": 9.0},
+        "m1": {"temperature": 7.0},
+        "m2": {"temperature": 8.0},
+    }
+    # what was queued after the overflow follows (a client skips seq <= the snapshot's)
+    assert [u["seq"] for u in group["updates"]] == [10]
+    assert counters.get("fleet.ws_resync") == 2
 
 
 def test_fleet_live_timer_update_keeps_previous_data() -> None:
