@@ -300,11 +300,13 @@ class WsProbe(threading.Thread):
         self.ready = threading.Event()
         self.stop = threading.Event()
         self.gaps = 0
+        self.frames = 0
 
     def run(self) -> None:
         from websockets.sync.client import connect
 
-        with connect(f"ws://127.0.0.1:{self.port}/ws", max_size=None) as ws:
+        # as the dashboard connects: updates gathered into machine_updates frames
+        with connect(f"ws://127.0.0.1:{self.port}/ws?batch=1", max_size=None) as ws:
             last_seq = None
             while not self.stop.is_set():
                 try:
@@ -316,11 +318,91 @@ class WsProbe(threading.Thread):
                     last_seq = frame["seq"]
                     self.ready.set()
                     continue
-                if last_seq is not None and frame["seq"] != last_seq + 1:
-                    self.gaps += 1
-                last_seq = frame["seq"]
-                if frame.get("accepted_ns"):
-                    self.latencies_ms.append((now / 1e9, (now - frame["accepted_ns"]) / 1e6))
+                self.frames += 1
+                updates = frame["updates"] if frame["type"] == "machine_updates" else [frame]
+                for update in updates:
+                    if last_seq is not None and update["seq"] != last_seq + 1:
+                        self.gaps += 1
+                    last_seq = update["seq"]
+                    if update.get("accepted_ns"):
+                        lat = (now - update["accepted_ns"]) / 1e6
+                        self.latencies_ms.append((now / 1e9, lat))
+
+
+def start_server(args: list[str], port: int) -> subprocess.Popen[bytes]:
+    """Start ``python ARGS`` in the project and wait until ``/api/health`` answers 200.
+
+    Raises:
+        RuntimeError: it did not answer within 60 s, or exited.
+    """
+    import httpx
+
+    server = subprocess.Popen([sys.executable, *args], cwd=ROOT)
+    deadline = time.time() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.time() > deadline or server.poll() is not None:
+            server.terminate()
+            raise RuntimeError(f"server {args[:2]} did not start")
+        time.sleep(0.2)
+
+
+def run_reference(conns: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
+    """The bare FastAPI + pydantic handler (``bench/fleet_reference_app.py``, one uvicorn
+    worker) under the same load as the single-message scenarios: the rate a status message can
+    be accepted at on this machine now, before storing, rules or live updates."""
+    import psutil
+
+    tmp = Path(tempfile.mkdtemp(prefix="fleet-bench-reference-"))
+    machines = [(f"m{i:04d}", "reference") for i in range(MACHINES)]
+    port = free_port()
+    server = start_server(
+        [
+            "-m",
+            "uvicorn",
+            "fleet_reference_app:app",
+            "--app-dir",
+            str(ROOT / "bench"),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        port,
+    )
+    try:
+        proc = psutil.Process(server.pid)
+        cpu0 = sum(proc.cpu_times()[:2])
+        result_path = tmp / "load.json"
+        load = mp.get_context("spawn").Process(
+            target=run_load,
+            args=(port, machines, conns, 1, warmup_s, duration_s, str(result_path)),
+        )
+        load.start()
+        load.join()
+        cpu1 = sum(proc.cpu_times()[:2])
+    finally:
+        server.terminate()
+        server.wait(30)
+    out = orjson.loads(result_path.read_bytes())
+    accepted = sum(n for _, _, n in out["accepted"])
+    result = {
+        "scenario": f"reference-fastapi-pydantic-{conns}-connections",
+        "messages_per_s": out["window_messages"] / duration_s,
+        "requests_per_s": out["window_requests"] / duration_s,
+        "codes": out["codes"],
+        "accepted_messages": accepted,
+        "server_cpu_s": cpu1 - cpu0,
+        "workers": 1,
+        "load_average_1min": os.getloadavg()[0],
+    }
+    print(json.dumps(result), flush=True)
+    return result
 
 
 def _cpu_per_message(r: dict[str, Any]) -> str:
@@ -368,9 +450,8 @@ def run_scenario(
     redis_prefix = f"rigwatch:bench:{uuid.uuid4().hex[:8]}:" if workers > 1 else None
     cfg = write_config(tmp, db_url, schema, overload, redis_prefix)
     port = free_port()
-    server = subprocess.Popen(
+    server = start_server(
         [
-            sys.executable,
             "-c",
             "from rigwatch.fleet.cli import app; app()",
             "serve",
@@ -382,19 +463,9 @@ def run_scenario(
             "--workers",
             str(workers),
         ],
-        cwd=ROOT,
+        port,
     )
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise RuntimeError("fleet server did not start")
-            time.sleep(0.2)
         probe = WsProbe(port)
         probe.start()
         probe.ready.wait(10)
@@ -461,6 +532,7 @@ def run_scenario(
         "ws_p50_ms": percentile(window, 50),
         "ws_p99_ms": percentile(window, 99),
         "ws_updates": len(window),
+        "ws_frames": probe.frames,
         "ws_seq_gaps": probe.gaps,
         "codes": out["codes"],
         "refusals_without_retry_after": out["refusals_without_retry_after"],
@@ -520,7 +592,7 @@ def main() -> None:
     dbs = ["sqlite"]
     if not args.no_postgres and pg_reachable():
         dbs.append("postgres")
-    results = []
+    results = [run_reference(64, duration, warmup)]
     for db in dbs:
         results.append(run_scenario(f"{db}-single", db, 1, 64, duration, warmup))
         results.append(run_scenario(f"{db}-batch", db, BATCH, 8, duration, warmup))
@@ -545,18 +617,22 @@ def main() -> None:
         run_scenario("sqlite-batch-overload-10x", "sqlite", 500, 80, duration, warmup, True)
     )
     by = {r["scenario"]: r for r in results}
+    reference = results[0]
     figures = {
         "messages_per_s": round(by["sqlite-single"]["messages_per_s"]),
         "ws_p99_ms": round(by["sqlite-single"]["ws_p99_ms"], 1),
+        "reference_messages_per_s": round(reference["messages_per_s"]),
         "scenarios": {
             r["scenario"]: {
                 "messages_per_s": round(r["messages_per_s"]),
+                "vs_reference": round(r["messages_per_s"] / reference["messages_per_s"], 2),
                 "ws_p99_ms": round(r["ws_p99_ms"], 1),
                 "lost": r["lost"],
                 "peak_rss_mb": round(r["server_peak_rss_mb"]),
                 "codes": r["codes"],
             }
             for r in results
+            if r is not reference
         },
     }
     write_docs(results, args.quick)
@@ -567,15 +643,31 @@ def write_docs(results: list[dict[str, Any]], quick: bool, note: str = "") -> No
     # imported here: the load generator's process re-imports this module and needs none of it
     from _common import machine_line, update_docs
 
+    references = [r for r in results if r["scenario"].startswith("reference")]
+    reference = references[0] if references else None
+    results = [r for r in results if r is not reference]
     rows = [
-        "| scenario | messages/s | requests/s | WS p50 / p99 (ms) | answers | lost "
+        "| scenario | messages/s | x reference | requests/s | WS p50 / p99 (ms) | answers | lost "
         "| server CPU per message | server peak RSS | load avg |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
+    if reference is not None:
+        codes = ", ".join(f"{k}: {v}" for k, v in sorted(reference["codes"].items()))
+        rows.append(
+            f"| {reference['scenario']} | {reference['messages_per_s']:.0f} | 1.00 | "
+            f"{reference['requests_per_s']:.0f} | n/a | {codes} | n/a | "
+            f"{_cpu_per_message(reference)} | n/a | {_load(reference)} |"
+        )
     for r in results:
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(r["codes"].items()))
+        ratio = (
+            "n/a"
+            if reference is None
+            else f"{r['messages_per_s'] / reference['messages_per_s']:.2f}"
+        )
         rows.append(
-            f"| {r['scenario']} | {r['messages_per_s']:.0f} | {r['requests_per_s']:.0f} | "
+            f"| {r['scenario']} | {r['messages_per_s']:.0f} | {ratio} | "
+            f"{r['requests_per_s']:.0f} | "
             f"{r['ws_p50_ms']:.1f} / {r['ws_p99_ms']:.1f} | {codes} | {r['lost']} | "
             f"{_cpu_per_message(r)} | {r['server_peak_rss_mb']:.0f} MiB | {_load(r)} |"
         )
