@@ -6,10 +6,13 @@ load generator in another process (asyncio, raw HTTP/1.1 keep-alive connections,
 few machines so their ``seq`` numbers increase), while a WebSocket client measures the time
 from a message's commit (``accepted_ns`` of its ``machine_update``) to its arrival.
 
-Scenarios: SQLite and PostgreSQL (when reachable), each with the single-message endpoint and
-the batch endpoint (100 messages per request); then an overload run: 10x the connections of
-the batch run, with the default per-key rate limit. After each run the database is read back
-and every (machine, seq) answered 2xx is checked to be stored.
+Scenarios: first the reference, a bare FastAPI + pydantic handler of the same requests
+(``bench/fleet_reference_app.py``), against which every other rate is also given as a ratio;
+then SQLite and PostgreSQL (when reachable), each with the single-message endpoint and the
+batch endpoint (100 messages per request), and (without ``--quick``) two server processes
+sharing the database and Redis, from 64 and 256 connections; then an overload run: 10x the
+connections of the batch run, with the default per-key rate limit. After each run the
+database is read back and every (machine, seq) answered 2xx is checked to be stored.
 
     .venv/bin/python bench/fleet_ingest.py [--quick] [--no-postgres]
 
@@ -188,7 +191,7 @@ async def _connection(
 
 
 def run_load(
-    port: int,
+    ports: list[int],
     machines: list[tuple[str, str]],
     conns: int,
     batch: int,
@@ -197,7 +200,9 @@ def run_load(
     result_path: str,
 ) -> None:
     """Process entry: ``conns`` connections, machines split among them; counted from
-    ``warmup_s`` after start for ``duration_s``."""
+    ``warmup_s`` after start for ``duration_s``. Connection i goes to ``ports[i % n]``: with
+    several server processes each machine always reaches the same one, as behind a load
+    balancer hashing the machine id (``docs/fleet.md``, *Several workers*)."""
     try:
         import uvloop
 
@@ -220,7 +225,11 @@ def run_load(
     async def main() -> None:
         groups = [machines[i::conns] for i in range(conns)]
         await asyncio.gather(
-            *(_connection(port, g, batch, t_start, t_end, t_end + 0.2, out) for g in groups if g)
+            *(
+                _connection(ports[i % len(ports)], g, batch, t_start, t_end, t_end + 0.2, out)
+                for i, g in enumerate(groups)
+                if g
+            )
         )
 
     asyncio.run(main())
@@ -381,7 +390,7 @@ def run_reference(conns: int, duration_s: float, warmup_s: float) -> dict[str, A
         result_path = tmp / "load.json"
         load = mp.get_context("spawn").Process(
             target=run_load,
-            args=(port, machines, conns, 1, warmup_s, duration_s, str(result_path)),
+            args=([port], machines, conns, 1, warmup_s, duration_s, str(result_path)),
         )
         load.start()
         load.join()
@@ -398,7 +407,7 @@ def run_reference(conns: int, duration_s: float, warmup_s: float) -> dict[str, A
         "codes": out["codes"],
         "accepted_messages": accepted,
         "server_cpu_s": cpu1 - cpu0,
-        "workers": 1,
+        "processes": 1,
         "load_average_1min": os.getloadavg()[0],
     }
     print(json.dumps(result), flush=True)
@@ -432,7 +441,7 @@ def run_scenario(
     duration_s: float,
     warmup_s: float,
     overload: bool = False,
-    workers: int = 1,
+    processes: int = 1,
 ) -> dict[str, Any]:
     # imported here, not at the top: the load generator's process re-imports this module
     import httpx
@@ -447,44 +456,44 @@ def run_scenario(
         db_url = PG_URL
         schema = f"fleet_bench_{uuid.uuid4().hex[:8]}"
     machines = register(db_url, schema, 64 if duration_s < 5 else MACHINES)
-    redis_prefix = f"rigwatch:bench:{uuid.uuid4().hex[:8]}:" if workers > 1 else None
+    redis_prefix = f"rigwatch:bench:{uuid.uuid4().hex[:8]}:" if processes > 1 else None
     cfg = write_config(tmp, db_url, schema, overload, redis_prefix)
-    port = free_port()
-    server = start_server(
-        [
-            "-c",
-            "from rigwatch.fleet.cli import app; app()",
-            "serve",
-            str(cfg),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--workers",
-            str(workers),
-        ],
-        port,
-    )
+    ports = [free_port() for _ in range(processes)]
+    servers: list[subprocess.Popen[bytes]] = []
     try:
-        probe = WsProbe(port)
+        for port in ports:
+            servers.append(
+                start_server(
+                    [
+                        "-c",
+                        "from rigwatch.fleet.cli import app; app()",
+                        "serve",
+                        str(cfg),
+                        "--port",
+                        str(port),
+                        "--log-level",
+                        "warning",
+                    ],
+                    port,
+                )
+            )
+        probe = WsProbe(ports[0])
         probe.start()
         probe.ready.wait(10)
-        proc = psutil.Process(server.pid)
+        procs = [psutil.Process(s.pid) for s in servers]
         rss: list[int] = []
 
         def tree_rss() -> int:
-            procs = [proc, *proc.children(recursive=True)]
             return sum(p.memory_info().rss for p in procs if p.is_running())
 
         def tree_cpu() -> float:
-            procs = [proc, *proc.children(recursive=True)]
             return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
 
         result_path = tmp / "load.json"
         ctx = mp.get_context("spawn")
         load = ctx.Process(
             target=run_load,
-            args=(port, machines, conns, batch, warmup_s, duration_s, str(result_path)),
+            args=(ports, machines, conns, batch, warmup_s, duration_s, str(result_path)),
         )
         cpu0 = tree_cpu()
         load.start()
@@ -502,10 +511,15 @@ def run_scenario(
         time.sleep(0.5)
         probe.stop.set()
         probe.join(5)
-        status = httpx.get(f"http://127.0.0.1:{port}/api/fleet/status", timeout=10).json()
+        counters: Counter[str] = Counter()
+        for port in ports:
+            status = httpx.get(f"http://127.0.0.1:{port}/api/fleet/status", timeout=10).json()
+            counters.update(status["counters"])
     finally:
-        server.terminate()
-        server.wait(30)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(30)
     out = orjson.loads(result_path.read_bytes())
     t_start, t_end = out["t_start"], out["t_end"]
     stored = stored_seqs(db_url, schema)
@@ -542,11 +556,11 @@ def run_scenario(
         "server_peak_rss_mb": max(rss) / 2**20 if rss else float("nan"),
         "server_cpu_s": cpu1 - cpu0,
         "load_generator_cpu_s": load_cpu,
-        "workers": workers,
+        "processes": processes,
         "load_average_1min": os.getloadavg()[0],
         "counters": {
             k: v
-            for k, v in status["counters"].items()
+            for k, v in counters.items()
             if k
             in (
                 "fleet.busy",
@@ -598,19 +612,19 @@ def main() -> None:
         results.append(run_scenario(f"{db}-batch", db, BATCH, 8, duration, warmup))
         if not args.quick:
             results.append(
-                run_scenario(f"{db}-single-2-workers", db, 1, 64, duration, warmup, workers=2)
+                run_scenario(f"{db}-single-2-processes", db, 1, 64, duration, warmup, processes=2)
             )
             # a fleet posting 5 000 messages/s every 30 s is 150 000 machines: far more than 64
             # requests are in flight at any moment
             results.append(
                 run_scenario(
-                    f"{db}-single-2-workers-256-connections",
+                    f"{db}-single-2-processes-256-connections",
                     db,
                     1,
                     256,
                     duration,
                     warmup,
-                    workers=2,
+                    processes=2,
                 )
             )
     results.append(
@@ -710,14 +724,19 @@ def write_docs(results: list[dict[str, Any]], quick: bool, note: str = "") -> No
     cmd = "bench/fleet_ingest.py" + (" --quick" if quick else "")
     text_md = f"""## Fleet ingest (`bench/fleet_ingest.py`)
 
-`.venv/bin/python {cmd}` on {machine_line()}; one server worker (uvicorn) unless named, the
-load generator in another process on the same 2 cores. Each message is today's payload (system
+`.venv/bin/python {cmd}` on {machine_line()}; one server process (`rigwatch fleet serve`)
+unless named, the load generator in another process on the same 2 cores. *reference*: a bare
+FastAPI + pydantic handler validating the same body against the same wire model and storing
+nothing (`bench/fleet_reference_app.py`), under the same load in the same run; "x reference"
+is each scenario's rate over its rate (the machine is shared and its speed varies from run to
+run; the ratio holds where absolute rates do not). Each message is today's payload (system
 info in the Windows-service layout) with 10 metrics, stored as one message row holding its 10
 values; *single*: one message per request from 64 keep-alive connections (256 where named);
-*batch*: 100 messages per request from 8 connections; *2-workers*: two server processes
-(`--workers 2`) sharing the database, live updates through Redis; each machine posts on one
-keep-alive connection, so its messages stay with one worker, as a load balancer hashing the
-path keeps them ([several workers](fleet.md#several-workers)); *overload*: 500 messages per
+*batch*: 100 messages per request from 8 connections; *2-processes*: two `rigwatch fleet
+serve` processes on two ports sharing the database, live updates through Redis, each
+connection (and so each machine) going to one of them as a load balancer hashing the machine
+id would send it ([several workers](fleet.md#several-workers); the balancer's own work is
+not included); the WebSocket client is connected to the first; *overload*: 500 messages per
 request from 80 connections (10x the connections, 50x the messages in flight of the batch run)
 with the default per-key rate limit and queue bound. "lost" = messages answered 2xx that are
 not in the database afterwards (read back by (machine, seq)). WS latency: from the commit

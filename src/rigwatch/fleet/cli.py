@@ -103,7 +103,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port (default: config).")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     workers: Annotated[
-        int, typer.Option(min=1, max=64, help="Worker processes (several need [live] redis_url).")
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes on one shared socket (several need [live] redis_url; the "
+            "kernel, not the machine id, picks a connection's worker: see docs/fleet.md, "
+            "Several workers, for one process per port behind a load balancer).",
+        ),
     ] = 1,
     access_log: Annotated[
         bool,
@@ -115,9 +122,9 @@ def serve(
 ) -> None:
     """Run the fleet server (uvicorn).
 
-    With several workers each one evaluates the messages it receives: route each machine to
-    one worker (a load balancer hashing the URL path) so its rules see all its messages; live
-    updates reach the clients of every worker through Redis.
+    Several processes (sharing the database, live updates through Redis) each evaluate the
+    messages they receive: run one per port behind a load balancer hashing the machine id, so
+    each machine's rules see all its messages (docs/fleet.md, Several workers).
     """
     import uvicorn
 
