@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from rigwatch.fleet.problems import PROBLEM_JSON, ProblemError, title_of
+from rigwatch.fleet.problems import PROBLEM_JSON, ProblemError, problem_body
 from rigwatch.fleet.routes_ingest import ingest
 from rigwatch.fleet.services import FleetServices
 
@@ -90,14 +90,7 @@ async def _handle(
         )
     except ProblemError as exc:
         services.counters.inc(exc.counter or f"fleet.http_{exc.status}", message=exc.detail[:300])
-        body: dict[str, Any] = {
-            "type": "about:blank",
-            "title": title_of(exc.status),
-            "status": exc.status,
-            "detail": exc.detail,
-        }
-        if exc.errors is not None:
-            body["errors"] = exc.errors
+        body = problem_body(exc.status, exc.detail, exc.errors)
         await _respond(send, exc.status, orjson.dumps(body), PROBLEM_JSON, exc.headers)
         return
     except _Disconnected:
@@ -106,12 +99,7 @@ async def _handle(
     except Exception as exc:
         log.exception("ingest failed")
         services.counters.inc("fleet.server_error", message=f"{type(exc).__name__}: {exc}")
-        body = {
-            "type": "about:blank",
-            "title": title_of(500),
-            "status": 500,
-            "detail": "internal error (logged on the server)",
-        }
+        body = problem_body(500, "internal error (logged on the server)")
         await _respond(send, 500, orjson.dumps(body), PROBLEM_JSON, None)
         return
     await _respond(send, 200, result.model_dump_json().encode(), "application/json", None)

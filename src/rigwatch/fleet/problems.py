@@ -56,13 +56,11 @@ def title_of(status: int) -> str:
         return "Error"
 
 
-def problem(
-    status: int,
-    detail: str,
-    errors: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """An ``application/problem+json`` response."""
+def problem_body(
+    status: int, detail: str, errors: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """The body of a problem answer (RFC 9457): ``type``, ``title``, ``status``, ``detail``
+    and, for field problems, ``errors``."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title_of(status),
@@ -71,7 +69,22 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return body
+
+
+def problem(
+    status: int,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An ``application/problem+json`` response of :func:`problem_body`."""
+    return JSONResponse(
+        problem_body(status, detail, errors),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -323,9 +323,7 @@ class FleetServices:
                         continue
                 kept.append(e)
             evaluations = kept
-        changes: list[AlertChange] = []
-        for e in evaluations:
-            changes.extend(await asyncio.to_thread(self.alerts.apply, e.signals))
+        changes = await asyncio.to_thread(self._apply_alerts, evaluations)
         self._notify(changes)
         colour_changes = [e for e in evaluations if e.changed]
         if colour_changes:
@@ -350,6 +348,10 @@ class FleetServices:
                 ]
             )
         return evaluations
+
+    def _apply_alerts(self, evaluations: list[Evaluation]) -> list[AlertChange]:
+        """The alert changes of a tick's evaluations (one thread hop for all of them)."""
+        return [change for e in evaluations for change in self.alerts.apply(e.signals)]
 
     async def _retention(self) -> None:
         db = self.config.database
