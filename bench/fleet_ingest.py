@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import multiprocessing as mp
 import os
@@ -46,73 +47,31 @@ REDIS_URL = os.environ.get("RIGWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 PG_URL = os.environ.get(
     "RIGWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-METRICS = (
-    "temperature",
-    "pressure",
-    "speed",
-    "disk_volume",
-    "vibration_rms",
-    "current",
-    "voltage",
-    "flow",
-    "humidity",
-    "oil_temperature",
-)
 MACHINES = 256
 BATCH = 100
 
 
 def base_message(machine_id: str) -> dict[str, Any]:
-    """Today's payload with 10 metrics (timestamp and seq set per message)."""
-    return {
-        "machine_id": machine_id,
-        "system_info": {
-            "version": "1.0.0.0",
-            "system": {
-                "os": "nt",
-                "architecture": "AMD64",
-                "upTimeTicks": 17226000000000,
-                "upTime": {"days": 19, "hours": 22, "minutes": 30, "seconds": 0},
-                "name": "HMC-ECM-RELINNI",
-                "processors": 8,
-                "time": "2024-05-01T14:00:00.123456",
-                "utcTime": "2024-05-01T12:00:00.123456",
-                "timezone": {
-                    "id": "W. Europe Standard Time",
-                    "displayName": "(UTC+01:00) Amsterdam, Berlin",
-                    "standardName": "W. Europe Standard Time",
-                    "daylightName": "W. Europe Daylight Time",
-                    "baseUtcOffset": {"ticks": 36000000000},
-                    "supportsDaylightSavingTime": True,
-                },
-            },
-            "disks": [
-                {
-                    "mountPoint": "C:\\",
-                    "type": "Fixed",
-                    "label": "System",
-                    "format": "NTFS",
-                    "freeSpace": 107374182400,
-                    "totalSize": 499963174912,
-                    "usedPercentage": 78.52,
-                }
-            ],
-        },
-        "sensor_data": {
-            "temperature": 42.5,
-            "pressure": 2.1,
-            "speed": 1450.0,
-            "disk_volume": 78.5,
-            "vibration_rms": 1.8,
-            "current": 12.5,
-            "voltage": 400.0,
-            "flow": 35.0,
-            "humidity": 45.0,
-            "oil_temperature": 55.0,
-        },
-        "timestamp": "",
-        "status": "online",
+    """Today's payload (:data:`rigwatch.wire.examples.TODAY_STATUS`) of ``machine_id`` with
+    10 metrics (timestamp and seq set per message)."""
+    from rigwatch.wire.examples import TODAY_STATUS
+
+    msg = copy.deepcopy(TODAY_STATUS)
+    msg["machine_id"] = machine_id
+    msg["sensor_data"] = {
+        "temperature": 42.5,
+        "pressure": 2.1,
+        "speed": 1450.0,
+        "disk_volume": 78.5,
+        "vibration_rms": 1.8,
+        "current": 12.5,
+        "voltage": 400.0,
+        "flow": 35.0,
+        "humidity": 45.0,
+        "oil_temperature": 55.0,
     }
+    msg["timestamp"] = ""
+    return msg
 
 
 # -- load generator (its own process) --------------------------------------------------------

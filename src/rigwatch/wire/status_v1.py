@@ -46,6 +46,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from rigwatch.config.base import NAME_PATTERN
 from rigwatch.timefmt import to_ns
+from rigwatch.wire.examples import TODAY_STATUS
 
 SCHEMA_VERSION: Literal[1] = 1
 """The version this module describes (``schema_version`` of a message)."""
@@ -310,6 +311,8 @@ class StatusMessageV1(WireModel):
     Raises:
         pydantic.ValidationError: on any problem, with the field's location.
     """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [TODAY_STATUS]})
 
     schema_version: Literal[1] = SCHEMA_VERSION
     machine_id: MachineId
