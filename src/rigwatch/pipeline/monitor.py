@@ -231,10 +231,16 @@ class ManifestCounts:
 class Monitor:
     """Polls the status files, the supervisor's state and the manifest of one config.
 
+    The config is read once, here: a poll only reads state. The stage rows the TUI shows are
+    the config's processes as read now (an edited config is seen by a new monitor).
+
     Args:
         config_path: the pipeline's TOML config.
         alive: tells whether a pid runs (tests pass their own).
         clock: monotonic seconds (for the throughput).
+
+    Raises:
+        ConfigError: the config cannot be read.
     """
 
     def __init__(
@@ -259,14 +265,11 @@ class Monitor:
         return process_names(self.config)
 
     def poll(self) -> Snapshot:
-        """Read everything once.
+        """Read the state once: the status files, the supervisor's state and the manifest's
+        counts (the config was read once, by the constructor)."""
+        from rigwatch.pipeline.supervisor import status_of
 
-        Raises:
-            PipelineError: the config cannot be read any more.
-        """
-        from rigwatch.pipeline.supervisor import status as supervisor_status
-
-        info = supervisor_status(self.config_path, with_counts=False)
+        info = status_of(self.config, with_counts=False)
         running = bool(info.get("running"))
         sup = info.get("supervisor") or {}
         children: Mapping[str, Any] = sup.get("children") or {}

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import json
 import logging
 import os
 import signal
@@ -44,7 +43,7 @@ import psutil  # type: ignore[import-untyped]
 
 from rigwatch.errors import PipelineError, RigwatchError
 from rigwatch.pipeline.config import PipelineConfig, StageName, load_pipeline_config
-from rigwatch.pipeline.stages.status import read_status, status_path
+from rigwatch.pipeline.stages.status import read_status, status_path, write_json_atomically
 from rigwatch.pipeline.stages.worker import stop_on_signals, wait_until
 from rigwatch.timefmt import iso_utc
 
@@ -216,7 +215,11 @@ class Supervisor:
     # -- state ---------------------------------------------------------------------------------
 
     def write_state(self) -> None:
-        """Write ``supervisor.json`` (atomically)."""
+        """Write ``supervisor.json`` (atomically, as the stages' status files).
+
+        Raises:
+            OSError: it cannot be written.
+        """
         data = {
             "pid": os.getpid(),
             "config": str(self.config_path),
@@ -224,10 +227,7 @@ class Supervisor:
             "updated": iso_utc(time.time_ns()),
             "children": {c.name: c.state() for c in self.children},
         }
-        path = self.state_dir / STATE_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        write_json_atomically(self.state_dir / STATE_FILE, data, indent=1)
 
     def _open_manifest(self) -> Manifest | None:
         from rigwatch.pipeline.stages.build import open_manifest
@@ -382,8 +382,24 @@ def down(config_path: Path, timeout_s: float | None = None) -> bool:
 
 def status(config_path: Path, with_counts: bool = True) -> dict[str, Any]:
     """The supervisor's state, every stage's status file and the manifest's counts per stage
-    and status (JSON-ready)."""
-    config = load_pipeline_config(config_path)
+    and status (JSON-ready) of the config at ``config_path`` (see :func:`status_of`).
+
+    Raises:
+        ConfigError: the config cannot be read.
+    """
+    return status_of(load_pipeline_config(config_path), with_counts)
+
+
+def status_of(config: PipelineConfig, with_counts: bool = True) -> dict[str, Any]:
+    """:func:`status` of a config already loaded: reads the state files (and the manifest),
+    never the config file.
+
+    Returns:
+        ``{"running": bool, "supervisor": {...}, "stages": {process name: {...} | None}}``
+        (``supervisor``: ``supervisor.json``, ``{}`` when missing; ``stages``: each process's
+        status file, ``None`` when missing) plus, with ``with_counts``, ``"counts": {stage:
+        {status: n}}`` or ``"counts_error": reason``.
+    """
     state_dir = Path(config.paths.state_dir)
     sup = read_status(state_dir / STATE_FILE) or {}
     running = _running_pid(state_dir) is not None

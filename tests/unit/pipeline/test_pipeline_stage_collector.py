@@ -4,17 +4,20 @@ the station's segments, a full disk, orphans adopted after a crash."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rigwatch.errors import SensorError
+from rigwatch.pipeline.stages import collector as collector_module
 from rigwatch.pipeline.stages.build import open_manifest
 from rigwatch.pipeline.stages.collector import Collector
 from rigwatch.pipeline.stages.files import sha256_file
 from rigwatch.pipeline.stages.sources.ds18b20 import Ds18b20Bus, parse_w1_slave
-from support.pipeline_stages import base_config, image_folder, write_config
+from rigwatch.pipeline.stages.sources.names import parse_image_name
+from support.pipeline_stages import T0_NS, base_config, image_folder, write_config
 
 GOOD = "72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n"
 BAD_CRC = "72 01 4b 46 7f ff 0e 10 57 : crc=12 NO\n72 01 4b 46 7f ff 0e 10 57 t=23125\n"
@@ -171,6 +174,48 @@ def test_collector_adopts_files_written_before_a_crash(tmp_path: Path) -> None:
     collector = Collector(manifest, cfg)
     assert collector.adopted == 3
     assert Collector(manifest, cfg).adopted == 0
+    manifest.close()
+
+
+def counting_parser(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count the collector's parses of image names, per name."""
+    parsed: Counter[str] = Counter()
+
+    def parse(name: str) -> tuple[int, int] | None:
+        parsed[name] += 1
+        return parse_image_name(name)
+
+    monkeypatch.setattr(collector_module, "parse_image_name", parse)
+    return parsed
+
+
+def test_collector_parses_each_image_name_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = image_folder(tmp_path / "old", 4)
+    (tmp_path / "old" / "notes.txt").write_text("not an image")
+    data = base_config(
+        tmp_path,
+        collector={
+            "min_free_bytes": 0,
+            "camera": {"enabled": True, "type": "folder", "folder": {"source_dir": "old"}},
+        },
+    )
+    _, cfg = write_config(tmp_path, data)
+    orphans = image_folder(Path(cfg.paths.data_dir), 2, start_ns=T0_NS + 10**9)
+    manifest = open_manifest(cfg)
+    parsed = counting_parser(monkeypatch)
+    collector = Collector(manifest, cfg)  # adopts the orphans
+    assert collector.adopted == 2
+    assert parsed == Counter(p.name for p in orphans)
+    parsed.clear()
+    collector.cycle(threading.Event())  # imports the folder
+    assert parsed == Counter([p.name for p in images] + ["notes.txt"])
+    # the time and camera of each artifact come from that one parse
+    artifacts = {Path(a.path).name: a for a in map(manifest.get, range(1, 7))}
+    assert set(artifacts) == {p.name for p in orphans + images}
+    for name, a in artifacts.items():
+        assert (a.captured_ns, a.meta["camera_index"]) == parse_image_name(name)
     manifest.close()
 
 

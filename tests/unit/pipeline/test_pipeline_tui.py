@@ -367,6 +367,25 @@ def test_a_slow_poll_does_not_block_the_ui(tmp_path: Path) -> None:
         release.set()
 
 
+def test_polls_read_state_not_the_config(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    state = tmp_path / "state"
+    write_status(state, "processor", pid=os.getpid(), state="idle")
+    monitor = Monitor(path, alive=alive_is_me)
+    app = PipelineTui(path, control=FakeControl(), monitor=monitor, refresh_s=3600)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.snapshot is not None)
+        path.write_text("this is [not TOML")  # a poll that read the config would fail now
+        write_status(state, "processor", pid=os.getpid(), state="running", done=7)
+        await pilot.press("r")
+        await until(pilot, lambda: cells(app, "processor")["state"] == "running")
+        assert app._poll_error is None
+        assert not any("status:" in line for line in app.query_one("#errors", Log).lines)
+
+    run(app, scenario)
+
+
 # -- the monitor ---------------------------------------------------------------------------
 
 
@@ -399,6 +418,24 @@ def test_stage_state_from_status_file_and_supervisor() -> None:
     child = {"state": "restarting", "last_exit": -9, "restart_in_s": 1.5}
     state, reason = stage_state(waiting, child, True, alive_is_me)
     assert state == "crashed" and reason == "exited with -9; restart in 1.5 s"
+
+
+def test_monitor_reads_the_config_once(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    me = os.getpid()
+    write_status(tmp_path / "state", "collector", pid=me, state="paused", reason="disk full")
+    write_status(tmp_path / "moved", "collector", pid=me, state="running")
+    monitor = Monitor(path, alive=alive_is_me)
+    first = monitor.poll()
+    # the file changes between polls: the monitor goes on with the config it read
+    path.write_text(CONFIG.replace('state_dir = "state"', 'state_dir = "moved"'))
+    second = monitor.poll()
+    path.unlink()
+    third = monitor.poll()
+    for snap in (first, second, third):
+        row = next(r for r in snap.rows if r.name == "collector")
+        assert (row.state, row.reason) == ("paused", "disk full")
+    monitor.close()
 
 
 def test_counts_never_create_a_missing_manifest(tmp_path: Path) -> None:

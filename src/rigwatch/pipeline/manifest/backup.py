@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from rigwatch.errors import BackupError
-from rigwatch.recordings.files import fsync_dir
+from rigwatch.recordings.files import fsync_dir, tmp_path
 from rigwatch.timefmt import file_stamp
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def backup_sqlite(
     except OSError as exc:
         raise BackupError(f"backup folder {dest}: {exc}") from exc
     final = dest / f"{stem}-{file_stamp(time.time_ns())}.sqlite"
-    tmp = dest / f".{final.name}.tmp"
+    tmp = tmp_path(final)
     try:
         src = sqlite3.connect(src_path, timeout=busy_timeout_s)
         try:

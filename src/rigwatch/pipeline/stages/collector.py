@@ -226,41 +226,48 @@ class Collector(StageLoop):
         folder = self.section.camera.folder
         assert folder is not None
         try:
-            names = sorted(
-                n
-                for n in os.listdir(folder.source_dir)
-                if n not in self._imported and parse_image_name(n) is not None
-            )
+            listed = os.listdir(folder.source_dir)
         except OSError as exc:
             self.status.count("import_errors", error=f"{folder.source_dir}: {exc}")
             return []
+        images: list[tuple[str, tuple[int, int]]] = []  # (name, (captured_ns, camera_index))
+        for n in listed:
+            if n in self._imported:
+                continue
+            parsed = parse_image_name(n)
+            if parsed is not None:
+                images.append((n, parsed))
+        images.sort()  # by name (names are unique)
         out: list[NewArtifact] = []
-        self._import_names(folder, names, out)
+        self._import_names(folder, images, out)
         if out:
             fsync_dir(self.data_dir)  # the renames of the batch, before it is recorded
         return out
 
     def _import_names(
-        self, folder: FolderImportConfig, names: list[str], out: list[NewArtifact]
+        self,
+        folder: FolderImportConfig,
+        images: list[tuple[str, tuple[int, int]]],
+        out: list[NewArtifact],
     ) -> None:
-        for start in range(0, len(names), CHUNK):
-            chunk = names[start : start + CHUNK]
-            variants = {n: _variants(self.data_dir / n) for n in chunk}
+        """Copy the images ``(name, (captured_ns, camera_index))`` not in the manifest yet
+        into ``data_dir``, appending their artifacts to ``out`` (at most ``per_cycle``)."""
+        for start in range(0, len(images), CHUNK):
+            chunk = images[start : start + CHUNK]
+            variants = {n: _variants(self.data_dir / n) for n, _ in chunk}
             known = known_paths(self.manifest, [v for vs in variants.values() for v in vs])
-            for name in chunk:
+            for name, (captured_ns, camera_index) in chunk:
                 if any(v in known for v in variants[name]):
                     self._imported.add(name)
                     continue
-                parsed = parse_image_name(name)
-                assert parsed is not None
                 dest = self.data_dir / name
                 try:
                     checksum, size = copy_durably(folder.source_dir / name, dest, sync_dir=False)
                 except (OSError, ValueError) as exc:
                     self.status.count("import_errors", error=f"{name}: {exc}")
                     continue
-                meta = {"camera_index": parsed[1], "imported_from": str(folder.source_dir)}
-                out.append(NewArtifact("image", dest, checksum, size, parsed[0], meta))
+                meta = {"camera_index": camera_index, "imported_from": str(folder.source_dir)}
+                out.append(NewArtifact("image", dest, checksum, size, captured_ns, meta))
                 if len(out) >= folder.per_cycle:
                     return
 
@@ -339,7 +346,8 @@ class Collector(StageLoop):
     def adopt_orphans(self) -> int:
         """Add files of ``data_dir`` written by a collector that died before adding them;
         remove originals left beside their compressed artifact. Returns how many were added."""
-        candidates: list[tuple[Path, str]] = []
+        # (file, where, (captured_ns, camera_index) of an image's name)
+        candidates: list[tuple[Path, str, tuple[int, int] | None]] = []
         dirs = [(self.data_dir, "top"), (self.data_dir / SEGMENTS_SUBDIR, "segments")]
         for folder, where in dirs:
             try:
@@ -350,22 +358,24 @@ class Collector(StageLoop):
                 if n.startswith(".") or n.endswith(COMPRESSED_SUFFIXES):
                     continue
                 p = folder / n
-                if where == "top" and not (
-                    parse_image_name(n) is not None
-                    or (n.startswith("temperature_") and n.endswith(".json"))
-                ):
-                    continue
+                parsed = None
+                if where == "top":
+                    parsed = parse_image_name(n)
+                    if parsed is None and not (
+                        n.startswith("temperature_") and n.endswith(".json")
+                    ):
+                        continue
                 if where == "segments":
                     from rigwatch.recordings.files import is_recording_name
 
                     if not is_recording_name(n):
                         continue
-                candidates.append((p, where))
+                candidates.append((p, where, parsed))
         if not candidates:
             return 0
-        known = known_paths(self.manifest, [v for p, _ in candidates for v in _variants(p)])
+        known = known_paths(self.manifest, [v for p, _, _ in candidates for v in _variants(p)])
         new: list[NewArtifact] = []
-        for p, where in candidates:
+        for p, where, parsed in candidates:
             if str(p) in known:
                 continue
             if any(v in known for v in _variants(p)[1:]):
@@ -380,7 +390,6 @@ class Collector(StageLoop):
             elif p.suffix == ".json":
                 new.append(NewArtifact("temperature", p, checksum, size))
             else:
-                parsed = parse_image_name(p.name)
                 assert parsed is not None
                 new.append(
                     NewArtifact("image", p, checksum, size, parsed[0], {"camera_index": parsed[1]})

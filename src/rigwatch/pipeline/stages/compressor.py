@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 from rigwatch.errors import BadItem
 from rigwatch.pipeline.manifest import ArtifactChanges, Lease, Manifest
-from rigwatch.pipeline.stages.files import CHUNK, work_name
+from rigwatch.pipeline.stages.files import CHUNK
 from rigwatch.pipeline.stages.status import StatusFile
 from rigwatch.pipeline.stages.worker import ClaimingStage, Handled, WorkerSettings, data_path
-from rigwatch.recordings.files import fsync_dir
+from rigwatch.recordings.files import fsync_dir, tmp_path
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def compress_file(
         OSError: reading or writing failed (the temporary file is removed).
     """
     final = source.with_name(source.name + SUFFIX[codec])
-    tmp = work_name(final)
+    tmp = tmp_path(final)
     digest = hashlib.sha256()
 
     class _Hashing:

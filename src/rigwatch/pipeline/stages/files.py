@@ -1,9 +1,10 @@
 """File helpers of the stages: checksums, durable writes and copies, free disk space.
 
-Every file a stage creates is written under a hidden temporary name in the destination folder,
-flushed to stable storage (``fsync``), renamed into place (:func:`os.replace`, atomic on POSIX
-file systems) and the folder flushed (:func:`rigwatch.recordings.files.fsync_dir`), so a
-visible file is always complete.
+Every file a stage creates is written under a hidden temporary name in the destination folder
+(``.<name>.tmp``: :func:`rigwatch.recordings.files.tmp_path`, as a recording), flushed to
+stable storage (``fsync``), renamed into place (:func:`os.replace`, atomic on POSIX file
+systems) and the folder flushed (:func:`rigwatch.recordings.files.fsync_dir`), so a visible
+file is always complete.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from rigwatch.recordings.files import fsync_dir
+from rigwatch.recordings.files import fsync_dir, tmp_path
 
 CHUNK = 1 << 20
 """Read/copy block size, bytes."""
@@ -43,8 +44,10 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def work_name(final: Path, tag: str = "tmp") -> Path:
-    """The hidden temporary file ``final`` is written to (``.<name>.<tag>``)."""
+def work_name(final: Path, tag: str) -> Path:
+    """A hidden work file beside ``final`` other than the temporary file it is written to
+    (that one is :func:`rigwatch.recordings.files.tmp_path`, ``.<name>.tmp``): ``.<name>.<tag>``
+    (``part``: a copy being checked, ``link``: a hard link being made)."""
     return final.with_name(f".{final.name}.{tag}")
 
 
@@ -54,7 +57,7 @@ def write_bytes_durably(final: Path, data: bytes) -> None:
     Raises:
         OSError: the write failed (the temporary file is removed, ``final`` untouched).
     """
-    tmp = work_name(final)
+    tmp = tmp_path(final)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)

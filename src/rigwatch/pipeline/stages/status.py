@@ -1,8 +1,8 @@
 """A stage's status file: what it is doing and why, for ``rigwatch pipeline status`` and the
 TUI.
 
-One JSON object per stage process, rewritten atomically (temporary file + rename, no fsync:
-it is a view, not a record)::
+One JSON object per stage process, rewritten atomically (:func:`write_json_atomically`:
+temporary file + rename, no fsync: it is a view, not a record)::
 
     {"stage": "syncer", "pid": 4242, "owner": "syncer@host:4242:ab12cd34",
      "state": "waiting", "reason": "share /mnt/nas is not mounted",
@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -104,13 +105,30 @@ class StatusFile:
         if self.path is None:
             return
         self.data["updated"] = iso_utc(time.time_ns())
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(self.data))
-            os.replace(tmp, self.path)
+            write_json_atomically(self.path, self.data)
         except OSError as exc:  # a full disk must not stop the stage
             log.warning("cannot write status file %s: %s", self.path, exc)
-            tmp.unlink(missing_ok=True)
+
+
+def write_json_atomically(path: Path, data: Mapping[str, Any], indent: int | None = None) -> None:
+    """Replace ``path`` by ``data`` as JSON, atomically: written to a hidden temporary file
+    beside it (``.<name>.<pid>.tmp``, so writers in two processes never share one) and renamed
+    into place; a reader sees the old content or the new one, never a part. No fsync: status
+    and state files are a view, not a record.
+
+    Raises:
+        OSError: the file cannot be written (the temporary file is removed, ``path`` is left
+            as it was); TypeError, ValueError: ``data`` is not JSON.
+    """
+    body = json.dumps(data, indent=indent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(body)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

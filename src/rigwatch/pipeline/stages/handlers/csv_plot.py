@@ -45,9 +45,9 @@ from typing import IO, Any
 
 from rigwatch.errors import DeliveryError
 from rigwatch.pipeline.config import CsvPlotHandler
-from rigwatch.pipeline.stages.files import work_name
 from rigwatch.pipeline.stages.handlers.ledger import Ledger
 from rigwatch.pipeline.stages.handlers.records import ReportRecord
+from rigwatch.recordings.files import tmp_path
 from rigwatch.timefmt import file_stamp, iso_utc
 
 log = logging.getLogger(__name__)
@@ -366,7 +366,7 @@ class CsvPlot:
             if self.series:
                 ax.legend(fontsize=7, ncol=2, loc="best")
             fig.autofmt_xdate()
-            tmp = work_name(self.plot_path)
+            tmp = tmp_path(self.plot_path)
             fig.savefig(tmp, format="png")
             os.replace(tmp, self.plot_path)
         except OSError as exc:

@@ -9,16 +9,12 @@ opened again after an error.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from typing import Any
 
-from rigwatch.errors import DeliveryError
 from rigwatch.pipeline.config import MqttHandler
-from rigwatch.pipeline.stages.handlers.aio import LoopThread
+from rigwatch.pipeline.stages.handlers.aio import AsyncClientHandler
 from rigwatch.pipeline.stages.handlers.records import ReportRecord
-
-log = logging.getLogger(__name__)
 
 
 def message_of(record: ReportRecord) -> dict[str, Any]:
@@ -33,17 +29,16 @@ def message_of(record: ReportRecord) -> dict[str, Any]:
     }
 
 
-class Mqtt:
+class Mqtt(AsyncClientHandler):
     """The ``mqtt`` handler (see the module docstring)."""
 
     name = "mqtt"
 
     def __init__(self, config: MqttHandler) -> None:
+        super().__init__(config.timeout_s, f"{config.host}:{config.port}")
         self.config = config
-        self._loop = LoopThread("reporter-mqtt")
-        self._client: Any = None
 
-    async def _connect(self) -> None:
+    async def open_client(self) -> Any:
         import aiomqtt
 
         password = os.environ.get(self.config.password_env) if self.config.password_env else None
@@ -55,48 +50,22 @@ class Mqtt:
             timeout=self.config.timeout_s,
         )
         await client.__aenter__()
-        self._client = client
+        return client
 
-    async def _disconnect(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await client.__aexit__(None, None, None)
-            except Exception as exc:
-                log.debug("mqtt disconnect: %s", exc)
-
-    async def _publish(self, topic: str, body: bytes) -> None:
-        if self._client is None:
-            await self._connect()
-        await self._client.publish(
-            topic,
-            body,
-            qos=self.config.qos,
-            retain=self.config.retain,
-            timeout=self.config.timeout_s,
-        )
+    async def close_client(self, client: Any) -> None:
+        await client.__aexit__(None, None, None)
 
     def deliver(self, record: ReportRecord) -> dict[str, Any]:
         topic = f"{self.config.topic}/{record.artifact.kind}"
         body = json.dumps(message_of(record), allow_nan=False, default=str).encode()
-        try:
-            self._loop.run(self._publish(topic, body), self.config.timeout_s * 2)
-        except Exception as exc:
-            try:
-                self._loop.run(self._disconnect(), self.config.timeout_s)
-            except Exception as inner:
-                log.debug("mqtt disconnect after error: %s", inner)
-            raise DeliveryError(
-                f"mqtt {self.config.host}:{self.config.port}: {type(exc).__name__}: {exc}"
-            ) from exc
+        self.send(
+            lambda client: client.publish(
+                topic,
+                body,
+                qos=self.config.qos,
+                retain=self.config.retain,
+                timeout=self.config.timeout_s,
+            ),
+            self.config.timeout_s * 2,
+        )
         return {"topic": topic, "qos": self.config.qos, "bytes": len(body)}
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        try:
-            self._loop.run(self._disconnect(), self.config.timeout_s)
-        except Exception as exc:
-            log.debug("mqtt close: %s", exc)
-        self._loop.close()

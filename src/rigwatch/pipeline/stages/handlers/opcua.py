@@ -9,16 +9,12 @@ and opened again after an error.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
-from rigwatch.errors import DeliveryError
 from rigwatch.pipeline.config import OpcUaHandler
-from rigwatch.pipeline.stages.handlers.aio import LoopThread
+from rigwatch.pipeline.stages.handlers.aio import AsyncClientHandler
 from rigwatch.pipeline.stages.handlers.records import ReportRecord, Scalar
-
-log = logging.getLogger(__name__)
 
 
 def _convert(value: Scalar, variant_type: Any) -> Any:
@@ -36,18 +32,18 @@ def _convert(value: Scalar, variant_type: Any) -> Any:
     return value
 
 
-class OpcUa:
+class OpcUa(AsyncClientHandler):
     """The ``opcua`` handler (see the module docstring)."""
 
     name = "opcua"
 
     def __init__(self, config: OpcUaHandler) -> None:
+        super().__init__(config.timeout_s, config.endpoint)
         self.config = config
-        self._loop = LoopThread("reporter-opcua")
-        self._client: Any = None
+        # {value key: (node, its variant type)} of the open client
         self._nodes: dict[str, tuple[Any, Any]] = {}
 
-    async def _connect(self) -> None:
+    async def open_client(self) -> Any:
         from asyncua import Client
 
         client = Client(self.config.endpoint, timeout=self.config.timeout_s)
@@ -56,30 +52,23 @@ class OpcUa:
             if self.config.password_env:
                 client.set_password(os.environ.get(self.config.password_env, ""))
         await client.connect()
-        self._client = client
         self._nodes = {}
+        return client
 
-    async def _disconnect(self) -> None:
-        client, self._client = self._client, None
+    async def close_client(self, client: Any) -> None:
         self._nodes = {}
-        if client is not None:
-            try:
-                await client.disconnect()
-            except Exception as exc:  # the server is gone already
-                log.debug("opcua disconnect: %s", exc)
+        await client.disconnect()
 
-    async def _write(self, values: dict[str, Scalar]) -> dict[str, Any]:
+    async def _write(self, client: Any, values: dict[str, Scalar]) -> dict[str, Any]:
         from asyncua import ua
 
-        if self._client is None:
-            await self._connect()
         written: dict[str, Any] = {}
         for key, node_id in self.config.nodes.items():
             value = values.get(key)
             if value is None:
                 continue
             if key not in self._nodes:
-                node = self._client.get_node(node_id)
+                node = client.get_node(node_id)
                 self._nodes[key] = (node, await node.read_data_type_as_variant_type())
             node, vtype = self._nodes[key]
             converted = _convert(value, vtype)
@@ -89,24 +78,5 @@ class OpcUa:
 
     def deliver(self, record: ReportRecord) -> dict[str, Any]:
         values = record.values()
-        try:
-            written = self._loop.run(self._write(values), self.config.timeout_s * 4)
-        except Exception as exc:
-            try:
-                self._loop.run(self._disconnect(), self.config.timeout_s)
-            except Exception as inner:
-                log.debug("opcua disconnect after error: %s", inner)
-            raise DeliveryError(
-                f"opcua {self.config.endpoint}: {type(exc).__name__}: {exc}"
-            ) from exc
+        written = self.send(lambda client: self._write(client, values), self.config.timeout_s * 4)
         return {"endpoint": self.config.endpoint, "nodes_written": len(written)}
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        try:
-            self._loop.run(self._disconnect(), self.config.timeout_s)
-        except Exception as exc:
-            log.debug("opcua close: %s", exc)
-        self._loop.close()
