@@ -1,36 +1,27 @@
-"""Helpers for the fleet server's tests: a clock that moves when told, configs, service URLs
-(with the services rule), admin set-up, and a fleet app served by uvicorn in a thread."""
+"""Helpers for the fleet server's tests: a clock that moves when told, configs, a PostgreSQL
+schema of the test's own, admin set-up, and a fleet app served by uvicorn in a thread (the
+services themselves: :mod:`support.services`)."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import create_engine, text
 
 from rigwatch.fleet.app import create_fleet_app
 from rigwatch.fleet.config import FleetConfig
 from rigwatch.fleet.db import create_fleet_engine, migrate
 from rigwatch.fleet.security import password_hasher
 from rigwatch.fleet.store import FleetStore
-
-POSTGRES_ENV = "RIGWATCH_TEST_POSTGRES_URL"
-POSTGRES_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-REDIS_ENV = "RIGWATCH_TEST_REDIS_URL"
-REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
-MQTT_ENV = "RIGWATCH_TEST_MQTT_URL"
-MQTT_DEFAULT = "mqtt://127.0.0.1:1883"
+from support import services
 
 ADMIN = ("admin", "admin-password-1")
 
@@ -49,66 +40,11 @@ class FleetClock:
         self.now = self.now + timedelta(seconds=seconds)
 
 
-def _unreachable(reason: str) -> None:
-    if os.environ.get("RIGWATCH_REQUIRE_SERVICES") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def postgres_url() -> str:
-    """The test PostgreSQL URL; skips (fails with RIGWATCH_REQUIRE_SERVICES=1) if unreachable."""
-    url = os.environ.get(POSTGRES_ENV, POSTGRES_DEFAULT)
-    engine = create_engine(url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        _unreachable(f"PostgreSQL unreachable at {url} ({POSTGRES_ENV}): {exc}")
-    finally:
-        engine.dispose()
-    return url
-
-
-def redis_url() -> str:
-    """The test Redis URL; skips (or fails) when unreachable."""
-    import redis
-
-    url = os.environ.get(REDIS_ENV, REDIS_DEFAULT)
-    client = redis.Redis.from_url(url, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except Exception as exc:
-        _unreachable(f"Redis unreachable at {url} ({REDIS_ENV}): {exc}")
-    finally:
-        client.close()
-    return url
-
-
-def mqtt_url() -> str:
-    """The test MQTT broker URL; skips (or fails) when unreachable."""
-    from rigwatch.fleet.mqtt import broker_address
-
-    url = os.environ.get(MQTT_ENV, MQTT_DEFAULT)
-    host, port = broker_address(url)
-    try:
-        socket.create_connection((host, port), timeout=3).close()
-    except OSError as exc:
-        _unreachable(f"MQTT broker unreachable at {url} ({MQTT_ENV}): {exc}")
-    return url
-
-
 @contextmanager
 def pg_schema() -> Iterator[tuple[str, str]]:
     """``(url, schema)``: a PostgreSQL schema of its own, dropped afterwards."""
-    url = postgres_url()
-    schema = f"fleet_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield url, schema
-    finally:
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
+    with services.pg_schema("fleet_test_") as found:
+        yield found
 
 
 def fleet_config(tmp_path: Path, **sections: dict[str, Any]) -> FleetConfig:

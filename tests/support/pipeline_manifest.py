@@ -7,19 +7,16 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from rigwatch.timefmt import NS_PER_S
+from support import services
 
-POSTGRES_ENV = "RIGWATCH_TEST_POSTGRES_URL"
-POSTGRES_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 WORKER = Path(__file__).with_name("pipeline_manifest_worker.py")
 
 
@@ -36,36 +33,11 @@ class FakeClock:
         self.now_ns += round(seconds * NS_PER_S)
 
 
-def postgres_url() -> str:
-    """The test server's URL; skips (or fails under ``RIGWATCH_REQUIRE_SERVICES=1``) when it
-    cannot be reached."""
-    url = os.environ.get(POSTGRES_ENV, POSTGRES_DEFAULT)
-    engine = create_engine(url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        reason = f"PostgreSQL unreachable at {url} ({POSTGRES_ENV}): {exc}"
-        if os.environ.get("RIGWATCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    finally:
-        engine.dispose()
-    return url
-
-
 @pytest.fixture
 def pg_schema() -> Iterator[tuple[str, str]]:
     """``(url, schema)``: a schema of its own for one test, dropped afterwards."""
-    url = postgres_url()
-    schema = f"rw_manifest_{uuid.uuid4().hex[:12]}"
-    try:
-        yield url, schema
-    finally:
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
+    with services.pg_schema("rw_manifest_") as found:
+        yield found
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import uuid
 from pathlib import Path
@@ -18,26 +17,16 @@ from rigwatch.agent.clock import VirtualClock
 from rigwatch.agent.config import MqttServerConfig
 from rigwatch.agent.outbox import Outbox
 from rigwatch.agent.sender import MqttTransport, Sender
+from support.services import configured_mqtt_url, mqtt_url
 
-URL = os.environ.get("RIGWATCH_MQTT_URL", "mqtt://127.0.0.1:1883")
+URL = configured_mqtt_url()
 _u = urlparse(URL)
 HOST, PORT = _u.hostname or "127.0.0.1", _u.port or 1883
 
 
-def _broker_up() -> bool:
-    try:
-        with socket.create_connection((HOST, PORT), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def broker() -> None:
-    if not _broker_up():
-        if os.environ.get("RIGWATCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"MQTT broker {URL} unreachable and RIGWATCH_REQUIRE_SERVICES=1")
-        pytest.skip(f"MQTT broker {URL} unreachable (start Mosquitto or set RIGWATCH_MQTT_URL)")
+    mqtt_url()  # skips (or fails under RIGWATCH_REQUIRE_SERVICES=1) when unreachable
 
 
 def _fill(box: Outbox, n: int, clock: VirtualClock) -> None:

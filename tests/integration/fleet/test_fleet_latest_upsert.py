@@ -17,7 +17,7 @@ import pytest
 from rigwatch.fleet.db import create_fleet_engine, migrate
 from rigwatch.fleet.schemas import MachineIn
 from rigwatch.fleet.store import FleetStore, LatestWrite, MessageWrite
-from tests.support.fleet_server import pg_schema
+from support.fleet_server import pg_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

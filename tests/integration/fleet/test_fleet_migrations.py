@@ -16,7 +16,7 @@ from sqlalchemy import Engine, inspect, text
 from rigwatch.fleet.db import MIGRATIONS, create_fleet_engine, current_revision, migrate
 from rigwatch.fleet.models import Base
 from rigwatch.fleet.store import FleetStore
-from tests.support.fleet_server import pg_schema
+from support.fleet_server import pg_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

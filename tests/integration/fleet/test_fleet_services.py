@@ -18,16 +18,8 @@ from rigwatch.fleet.app import create_fleet_app
 from rigwatch.fleet.schemas import MachineIn
 from rigwatch.fleet.services import FleetServices
 from support.fleet_payloads import payload
-from support.fleet_server import (
-    ADMIN,
-    add_admin,
-    fleet_config,
-    mqtt_url,
-    open_store,
-    pg_schema,
-    redis_url,
-    serve_fleet,
-)
+from support.fleet_server import ADMIN, add_admin, fleet_config, open_store, pg_schema, serve_fleet
+from support.services import mqtt_url, redis_url
 
 pytestmark = pytest.mark.services
 

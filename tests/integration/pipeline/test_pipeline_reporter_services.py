@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import threading
 import uuid
@@ -22,8 +21,9 @@ from rigwatch.pipeline.stages.handlers.mqtt import Mqtt
 from rigwatch.pipeline.stages.handlers.opcua import OpcUa
 from rigwatch.pipeline.stages.handlers.records import ReportRecord
 from rigwatch.pipeline.stages.worker import wait_until
+from support.services import configured_mqtt_url, mqtt_url
 
-MQTT_URL = os.environ.get("RIGWATCH_MQTT_URL", "mqtt://127.0.0.1:1883")
+MQTT_URL = configured_mqtt_url()
 _u = urlparse(MQTT_URL)
 MQTT_HOST, MQTT_PORT = _u.hostname or "127.0.0.1", _u.port or 1883
 
@@ -154,13 +154,7 @@ def test_opcua_unreachable_is_a_delivery_error() -> None:
 
 @pytest.fixture
 def broker() -> None:
-    try:
-        with socket.create_connection((MQTT_HOST, MQTT_PORT), timeout=1.0):
-            return
-    except OSError:
-        if os.environ.get("RIGWATCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"MQTT broker {MQTT_URL} unreachable and RIGWATCH_REQUIRE_SERVICES=1")
-        pytest.skip(f"MQTT broker {MQTT_URL} unreachable (start Mosquitto)")
+    mqtt_url()  # skips (or fails under RIGWATCH_REQUIRE_SERVICES=1) when unreachable
 
 
 @pytest.mark.services
