@@ -70,14 +70,16 @@ export class ApiError extends Error {
   }
 }
 
+/** Whether `v` (a parsed JSON body) is RFC 9457 problem details: title, status and detail. */
 function isProblem(v: unknown): v is Problem {
   if (v === null || typeof v !== "object") return false;
   const p = v as Record<string, unknown>;
   return typeof p.title === "string" && typeof p.status === "number" && typeof p.detail === "string";
 }
 
-/** The problem a response carries; a made-up one when its body is not problem details. */
-async function problemFromResponse(resp: Response): Promise<Problem> {
+/** The problem a response carries; a made-up one (its status, the start of its body) when
+ * its body is not problem details. */
+export async function problemFromResponse(resp: Response): Promise<Problem> {
   const text = await resp.text().catch(() => "");
   try {
     const body: unknown = JSON.parse(text);

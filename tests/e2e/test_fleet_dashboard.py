@@ -1,7 +1,8 @@
 """The fleet dashboard in headless Chromium against a real fleet server (uvicorn in a thread,
 SQLite in a temporary folder): live colour changes on the open map without a reload, 50 000
 machines loaded and drawn, the machine page's charts with thresholds, acknowledging an alert,
-and machine names rendered as text, never as markup."""
+machine names rendered as text, never as markup, and the login form: alone on a first visit,
+with the reason and the refusal when a token was refused."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from pageutil import no_page_errors
+from pageutil import debug, no_page_errors
+from playwright.sync_api import expect
 
 from support.fleet_dashboard import (
     DASHBOARD_INDEX,
@@ -191,6 +194,21 @@ def test_login_form_when_no_token(page: Any, fleet: DashboardFleet) -> None:
 
     page.goto(fleet.base_url + "/#/map")
     page.get_by_test_id("login-form").wait_for()
+    # the map's 401 was handled (left to the form, or shown)
+    page.wait_for_function(
+        "() => window.__rigwatch.problems.ignored > 0 || window.__rigwatch.problems.reported > 0"
+    )
+    # a first visit is no failure: the form alone, no refused-request banner beside it
+    expect(page.get_by_test_id("problem")).to_have_count(0)
+    assert debug(page, "problems")["reported"] == 0
+    # the browser logs both refusals: the map's 401 and the stream's handshake (403)
+    errors = _Errors(page)
+    errors.console_errors = [
+        m
+        for m in errors.console_errors
+        if "WebSocket handshake: Unexpected response code: 403" not in m
+    ]
+    no_page_errors(errors, allowed_statuses=(401,))
     page.get_by_test_id("login-user").fill(ADMIN[0])
     page.get_by_test_id("login-password").fill(ADMIN[1])
     page.get_by_test_id("login-submit").click()
@@ -198,6 +216,36 @@ def test_login_form_when_no_token(page: Any, fleet: DashboardFleet) -> None:
         "() => window.__rigwatch?.map?.ready && window.__rigwatch.fleet.count >= 3"
     )
     assert page.get_by_test_id("user").text_content() == "admin · admin"
+    expect(page.get_by_test_id("problem")).to_have_count(0)
+
+
+def test_refused_token_shows_the_login_form_and_why(page: Any, fleet: DashboardFleet) -> None:
+    from support.fleet_server import ADMIN
+
+    # a token of its own, logged out: the server refuses it as it does an expired one
+    r = httpx.post(
+        f"{fleet.base_url}/api/auth/login",
+        json={"username": ADMIN[0], "password": ADMIN[1]},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    token = str(r.json()["token"])
+    out = httpx.post(
+        f"{fleet.base_url}/api/auth/logout",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert out.status_code == 204, out.text
+
+    page.goto(f"{fleet.base_url}/?token={token}#/map")
+    page.get_by_test_id("login-form").wait_for()
+    expect(page.get_by_test_id("login-note")).to_contain_text("login")
+    # the token was sent and refused: that is said beside the form
+    refused = page.get_by_test_id("problem").filter(has_text="GET /api/fleet/map")
+    expect(refused).to_have_count(1)
+    expect(refused.get_by_test_id("problem-status")).to_have_text("401")
+    expect(refused.get_by_test_id("problem-detail")).to_contain_text("token")
+    assert page.evaluate("() => localStorage.getItem('rigwatch.fleet.token')") == ""
 
 
 def test_fifty_thousand_machines_are_loaded_and_drawn(

@@ -10,6 +10,8 @@ import { errorText, h, setText } from "../util";
 export interface ProblemsDebug {
   /** problems reported since the page was loaded */
   reported: number;
+  /** reports left out because the shell handles them otherwise (`ignore`) */
+  ignored: number;
   /** entries on screen now */
   visible: number;
   last: { request: string; status: number; title: string; detail: string } | null;
@@ -41,11 +43,20 @@ function fieldList(errors: FieldProblem[]): HTMLElement {
   );
 }
 
+export interface ProblemsOptions {
+  /** Failures the shell answers in another way (the fleet's login form for a request that
+   * needed a login): reported ones for which it returns true are not shown. */
+  ignore?(err: unknown): boolean;
+}
+
 export class ProblemsView {
   private readonly entries = new Map<string, Entry>();
-  readonly debug: ProblemsDebug = { reported: 0, visible: 0, last: null };
+  readonly debug: ProblemsDebug = { reported: 0, ignored: 0, visible: 0, last: null };
 
-  constructor(private readonly root: HTMLElement) {
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly opts: ProblemsOptions = {},
+  ) {
     root.addEventListener("click", (ev) => {
       const b = (ev.target as HTMLElement).closest<HTMLElement>("[data-dismiss]");
       if (b?.dataset.dismiss) this.dismiss(b.dataset.dismiss);
@@ -58,8 +69,13 @@ export class ProblemsView {
   }
 
   /** Shows what went wrong. `key` names a repeated background request: its entry is
-   * replaced by the next failure and removed by clear(key). Returns the entry's id. */
+   * replaced by the next failure and removed by clear(key). Returns the entry's id ("" when
+   * `ignore` left it out). */
   report(err: unknown, key?: string): string {
+    if (this.opts.ignore?.(err)) {
+      this.debug.ignored++;
+      return "";
+    }
     const { request, problem } = problemOf(err);
     const id = key ?? `${request}|${problem.status}|${problem.title}|${problem.detail}`;
     this.debug.reported++;

@@ -1,9 +1,11 @@
 // REST client of the fleet server (src/rigwatch/fleet/routes_api.py, schemas.py). Requests
 // carry the login token (`Authorization: Bearer`); failures throw the station client's
-// ApiError with the server's RFC 9457 problem details, so the shared problem display shows
-// them. A 401 tells the shell (login needed) through `onUnauthorized`.
+// ApiError with the server's RFC 9457 problem details (read by the station client's
+// problemFromResponse), so the shared problem display shows them. A 401 tells the shell
+// (login needed) through `onUnauthorized`; one of a request sent without a token throws
+// LoginRequired (no token was refused: the login form is all there is to show).
 
-import { ApiError, type Problem } from "../api";
+import { ApiError, type Problem, problemFromResponse } from "../api";
 import { settings } from "../util";
 
 export type Colour = "green" | "yellow" | "red" | "black" | "grey";
@@ -143,34 +145,25 @@ export function onUnauthorized(fn: (problem: Problem) => void): void {
 
 // ---- requests -------------------------------------------------------------------------------
 
-function isProblem(v: unknown): v is Problem {
-  if (v === null || typeof v !== "object") return false;
-  const p = v as Record<string, unknown>;
-  return typeof p.title === "string" && typeof p.status === "number" && typeof p.detail === "string";
+/** A request sent without a login token was answered 401: the server wants a login (no
+ * anonymous reading). Nothing was refused, so the shell shows the login form and no problem. */
+export class LoginRequired extends ApiError {
+  constructor(request: string, problem: Problem) {
+    super(request, problem);
+    this.name = "LoginRequired";
+  }
 }
 
-async function problemOf(resp: Response): Promise<Problem> {
-  const text = await resp.text().catch(() => "");
-  try {
-    const body: unknown = JSON.parse(text);
-    if (isProblem(body)) {
-      // the fleet names bad fields {field, message, type}; the display reads {field, reason}
-      const errors = (body.errors as unknown as Record<string, string>[] | null | undefined)?.map((e) => ({
-        field: e.field ?? "",
-        reason: e.reason ?? e.message ?? "",
-      }));
-      return { ...body, errors };
-    }
-  } catch {
-    /* not JSON */
-  }
-  const snippet = text.replace(/\s+/g, " ").trim().slice(0, 240);
-  return {
-    type: "about:blank",
-    title: resp.statusText || "Error",
-    status: resp.status,
-    detail: snippet ? `the answer was not problem details: ${snippet}` : "the answer had no body",
-  };
+/** The response's problem details, its invalid fields as the shared display reads them. */
+async function fleetProblem(resp: Response): Promise<Problem> {
+  const problem = await problemFromResponse(resp);
+  if (!problem.errors) return problem;
+  // the fleet names bad fields {field, message, type}; the display reads {field, reason}
+  const errors = (problem.errors as unknown as Record<string, string>[]).map((e) => ({
+    field: e.field ?? "",
+    reason: e.reason ?? e.message ?? "",
+  }));
+  return { ...problem, errors };
 }
 
 interface RequestOpts {
@@ -190,8 +183,8 @@ async function request<T>(method: "GET" | "POST", url: string, opts: RequestOpts
   opts.signal?.addEventListener("abort", onAbort);
   const headers: Record<string, string> = { Accept: "application/json, application/problem+json" };
   if (opts.body !== undefined) headers["Content-Type"] = "application/json";
-  const s = session.get();
-  if (s && !opts.anonymous) headers.Authorization = `Bearer ${s.token}`;
+  const s = opts.anonymous ? null : session.get();
+  if (s) headers.Authorization = `Bearer ${s.token}`;
   try {
     const resp = await fetch(url, {
       method,
@@ -200,8 +193,11 @@ async function request<T>(method: "GET" | "POST", url: string, opts: RequestOpts
       signal: ctrl.signal,
     });
     if (!resp.ok) {
-      const problem = await problemOf(resp);
-      if (resp.status === 401 && !opts.anonymous) unauthorized(problem);
+      const problem = await fleetProblem(resp);
+      if (resp.status === 401 && !opts.anonymous) {
+        unauthorized(problem);
+        if (!s) throw new LoginRequired(what, problem);
+      }
       throw new ApiError(what, problem);
     }
     return (await resp.json()) as T;

@@ -1,32 +1,32 @@
-// The fleet server's dashboard: the station page's shell (hash router, problem display,
-// header look) around the fleet's pages (pages/registry.ts: map, alerts, machine). The shell
-// owns what pages share: the login, the live stream (/ws), and the fleet's state (every
-// machine's position and colour, kept current by the stream).
+// The fleet server's dashboard: the station page's shell (hash router, page host, problem
+// display, header look) around the fleet's pages (pages/registry.ts: map, alerts, machine).
+// The shell owns what pages share: the login, the live stream (/ws), and the fleet's state
+// (every machine's position and colour, kept current by the stream).
 //
 // A login token comes from the login form (kept in localStorage) or once from `?token=` in
-// the address (moved to storage and removed from the address). A 401 anywhere shows the form.
+// the address (moved to storage and removed from the address). A 401 anywhere shows the form;
+// a refused token (expired, logged out elsewhere) is also shown as a problem, a request that
+// needed a login while there was no token (the first visit) is not.
 
 import "uplot/dist/uPlot.min.css";
 import "../style.css";
 import "./fleet.css";
 import { setConnectionBadge } from "../components/badges";
 import { ProblemsView, type ProblemsDebug } from "../components/problems";
-import { hashFor, parseHash, startRouter } from "../shell/router";
+import { PageHost, type PageHostDebug } from "../shell/page-host";
+import { hashFor } from "../shell/router";
 import { byId, fmtInt, h, setText } from "../util";
-import { login, logout, onUnauthorized, session } from "./api";
+import { LoginRequired, login, logout, onUnauthorized, session } from "./api";
 import { COLOURS, FILL, LABEL } from "./colours";
 import { FleetLive } from "./live";
 import { DEFAULT_PAGE, PAGES } from "./pages/registry";
-import type { FleetPageContext, FleetPageDef, FleetPageModule, MountedPage, Route } from "./pages/types";
+import type { FleetPageContext, FleetPageDef } from "./pages/types";
 import { FleetState } from "./state";
 
-interface Debug {
-  page: string;
-  mounts: number;
+interface Debug extends PageHostDebug {
   problems: ProblemsDebug;
   /** the login form is shown */
   login: boolean;
-  [part: string]: unknown;
 }
 
 // a token handed in the address is kept, and taken out of the address (and history)
@@ -40,7 +40,8 @@ if (handed) {
   history.replaceState(null, "", `${location.pathname}${q ? `?${q}` : ""}${location.hash}`);
 }
 
-const problems = new ProblemsView(byId("problems"));
+// a request that needed a login while there was no token is answered by the login form alone
+const problems = new ProblemsView(byId("problems"), { ignore: (err) => err instanceof LoginRequired });
 const live = new FleetLive(() => session.get()?.token ?? null, () => needLogin("the live stream needs a login"));
 const fleet = new FleetState(live, problems);
 const main = byId("page");
@@ -102,86 +103,17 @@ function setPageTitle(def: FleetPageDef | null): void {
 
 // ---- pages ------------------------------------------------------------------------------------
 
-let shown: { def: FleetPageDef; page: MountedPage } | null = null;
-let showing = 0;
+const host = new PageHost<FleetPageContext, FleetPageDef>({
+  root: main,
+  pages: PAGES,
+  defaultPage: DEFAULT_PAGE,
+  problems,
+  debug,
+  context: (_def, base) => ({ ...base, live, fleet, problems, session: () => session.get() }),
+  onPage: setPageTitle,
+  linked: PAGES.filter((p) => p.nav),
+});
 let loggedOut = false;
-
-function contextFor(def: FleetPageDef): FleetPageContext {
-  return {
-    id: def.id,
-    live,
-    fleet,
-    problems,
-    session: () => session.get(),
-    expose<T extends object>(c: T): T {
-      debug[def.id] = c;
-      return c;
-    },
-    navigate(page, p = [], opts = {}) {
-      const hash = hashFor(page, p);
-      if (opts.replace) history.replaceState(null, "", hash);
-      if (location.hash === hash) {
-        if (opts.replace) void show({ page, params: p });
-        return;
-      }
-      location.hash = hash;
-    },
-  };
-}
-
-function leave(): void {
-  if (!shown) return;
-  try {
-    shown.page.unmount();
-  } catch (err) {
-    problems.report(err);
-  }
-  shown = null;
-}
-
-async function show(route: Route): Promise<void> {
-  if (loggedOut) return;
-  const def = PAGES.find((p) => p.id === route.page);
-  if (shown && def && shown.def.id === def.id) {
-    shown.page.update?.(route);
-    return;
-  }
-  const token = ++showing;
-  leave();
-  setPageTitle(def ?? null);
-  if (!def) {
-    debug.page = "not-found";
-    main.replaceChildren(
-      h(
-        "div",
-        { class: "not-found", "data-testid": "page-not-found" },
-        h("p", {}, `There is no page “${route.page}”.`),
-        h("p", {}, ...PAGES.filter((p) => p.nav).flatMap((p, i) => [i ? " · " : "", h("a", { href: hashFor(p.id) }, p.title)])),
-      ),
-    );
-    return;
-  }
-  debug.page = "";
-  main.replaceChildren(h("div", { class: "page-loading muted" }, "loading…"));
-  let mod: FleetPageModule;
-  try {
-    mod = await def.load();
-  } catch (err) {
-    if (token === showing) problems.report(err);
-    return;
-  }
-  if (token !== showing || loggedOut) return;
-  const root = h("div", { class: `page page-${def.id}`, "data-testid": `page-${def.id}` });
-  main.replaceChildren(root);
-  try {
-    shown = { def, page: mod.mount(root, contextFor(def), route) };
-  } catch (err) {
-    problems.report(err);
-    return;
-  }
-  debug.page = def.id;
-  debug.mounts++;
-}
 
 // ---- login ------------------------------------------------------------------------------------
 
@@ -190,7 +122,7 @@ function needLogin(why: string): void {
   loggedOut = true;
   session.clear();
   live.stop();
-  leave();
+  host.stop();
   showUser();
   setPageTitle(null);
   debug.page = "login";
@@ -231,20 +163,13 @@ function loginForm(why: string): HTMLElement {
   return h("div", { class: "login-wrap" }, form);
 }
 
-let routerStarted = false;
-
 function start(): void {
   loggedOut = false;
   debug.login = false;
   showUser();
   live.start();
   void fleet.load();
-  if (!routerStarted) {
-    routerStarted = true;
-    startRouter(DEFAULT_PAGE, (route) => void show(route));
-  } else {
-    void show(parseHash(location.hash, DEFAULT_PAGE));
-  }
+  host.start();
 }
 
 start();
