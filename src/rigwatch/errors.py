@@ -184,6 +184,14 @@ class CommandRefused(ControlError):
     an interlock, no control authority); the message says which rule and why."""
 
 
+class InvalidCommand(CommandRefused):
+    """A command that cannot be carried out as given, whatever the stand's state: it names no
+    actuator, an unknown one, or a value an actuator cannot take (the message says which it
+    can). Raised before any interlock is looked at, so a caller tells a malformed command from
+    one a rule refused (an interlock, the arming rule: a plain
+    :class:`CommandRefused`)."""
+
+
 class TransitionRefused(ControlError):
     """A scenario runner transition that its table does not allow; the message names the
     current state, the request and the transitions allowed from there."""

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
-from rigwatch.errors import ActuatorFault, CommandRefused
+from rigwatch.errors import ActuatorFault, CommandRefused, InvalidCommand
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ word)."""
 
 Kind = Literal["valve", "switch", "position", "word"]
 StatusWord = Literal["acknowledged", "pending", "refused", "unknown"]
+
 
 _TRUE_WORDS = {"1", "true", "yes"}
 _FALSE_WORDS = {"0", "false", "no"}
@@ -203,7 +204,7 @@ class ActuatorSpec:
         ``word`` an integer).
 
         Raises:
-            CommandRefused: a value this actuator cannot take (the message says which it can).
+            InvalidCommand: a value this actuator cannot take (the message says which it can).
         """
         if self.binary:
             on, off = self.words
@@ -219,23 +220,23 @@ class ActuatorSpec:
                     return on
                 if word in _FALSE_WORDS:
                     return off
-            raise CommandRefused(
+            raise InvalidCommand(
                 f"{self.kind} {self.name}: {value!r} is not a position; use {on!r} or {off!r}"
             )
         if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise CommandRefused(f"{self.name}: {value!r} is not a number")
+            raise InvalidCommand(f"{self.name}: {value!r} is not a number")
         try:
             number = float(value)
         except ValueError:
-            raise CommandRefused(f"{self.name}: {value!r} is not a number") from None
+            raise InvalidCommand(f"{self.name}: {value!r} is not a number") from None
         if not math.isfinite(number):
-            raise CommandRefused(f"{self.name}: {value!r} is not a finite number")
+            raise InvalidCommand(f"{self.name}: {value!r} is not a finite number")
         if self.kind == "word" and number != int(number):
-            raise CommandRefused(f"{self.name}: {value!r} is not an integer")
+            raise InvalidCommand(f"{self.name}: {value!r} is not an integer")
         lo = -math.inf if self.minimum is None else self.minimum
         hi = math.inf if self.maximum is None else self.maximum
         if not lo <= number <= hi:
-            raise CommandRefused(
+            raise InvalidCommand(
                 f"{self.name}: {number:g}{self.unit and ' ' + self.unit} is out of range "
                 f"[{lo:g}, {hi:g}]"
             )

@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, Engine
 
+from rigwatch.counters import Counters
 from rigwatch.errors import ControlError
 from rigwatch.storage import READ_ONLY, database_url, postgres_engine, sqlite_engine
 from rigwatch.timefmt import iso_utc
@@ -217,7 +218,8 @@ class AuditLog:
 
     def to_csv(self, out: str | Path | IO[str] | None = None, **filters: Any) -> str:
         """Export the entries :meth:`query` returns for ``filters`` as CSV (header: the
-        column names). Writes to ``out`` (a path or a text file) when given; returns the text."""
+        column names; lines end with a line feed only): the one CSV form of the log. Writes to
+        ``out`` (a path or a text file) when given; returns the text."""
         filters.setdefault("limit", 1_000_000)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -255,6 +257,54 @@ def _engine(url: URL) -> Engine:
     if backend == "postgresql":
         return postgres_engine(url, schema=None, error=ControlError)
     raise ControlError(f"unsupported audit log database {backend!r}: use SQLite or PostgreSQL")
+
+
+def record_refusal(
+    audit: AuditLog | None,
+    counters: Counters | None,
+    *,
+    who: str,
+    source: str,
+    target: str,
+    reason: str,
+    action: str = "command",
+    value: Any = "",
+    interlock: str = "",
+    scenario: str = "",
+    counter: str = "control.refused",
+) -> int:
+    """Record a refused command or request: one row with result ``refused`` in ``audit`` and
+    one count of ``counter`` (its message: ``reason``) in ``counters``. The one way every part
+    (the commander, the runner, the web API) records a refusal.
+
+    Args:
+        audit: the audit log; None records no row.
+        counters: where the refusal is counted; None counts nothing (a caller that counted it
+            already under another name).
+        who, source, target, reason, action, value, interlock, scenario: the row's fields (see
+            the module docstring); ``action`` is ``command`` for a request refused before it
+            reached the commander or the runner.
+        counter: ``control.refused``, ``control.no_authority``, ``control.transition_refused``...
+
+    Returns:
+        The row's id; -1 without an audit log or when the row could not be stored (logged, as
+        :meth:`AuditLog.record`).
+    """
+    if counters is not None:
+        counters.inc(counter, message=reason)
+    if audit is None:
+        return -1
+    return audit.record(
+        who=who,
+        source=source,
+        action=action,
+        target=target,
+        value=value,
+        result="refused",
+        reason=reason,
+        interlock=interlock,
+        scenario=scenario,
+    )
 
 
 def describe_changes(changes: Mapping[str, Any]) -> str:

@@ -114,6 +114,15 @@ class ControlAuthority:
             )
         return lease
 
+    def caller(self, token: str | None, anonymous: str) -> str:
+        """Who gives a request that needs no authority (an abort): the holder's name when
+        ``token`` is the current, unexpired lease, else ``anonymous`` (e.g.
+        ``anonymous@<address>``, ``ws-client``). Never raises."""
+        try:
+            return self.check(token).holder
+        except AuthorityRefused:
+            return anonymous
+
     def renew(self, token: str | None) -> Lease:
         """Extend the holder's lease by ``lease_s`` from now (a heartbeat).
 

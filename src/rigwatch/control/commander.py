@@ -1,11 +1,15 @@
 """The one path of every actuator command: names and values checked, interlocks applied,
 the command dispatched to its backends in one transaction each, the outcome audited.
 
-A refused command (unknown actuator, bad value, interlock) raises
-:class:`~rigwatch.errors.CommandRefused` before anything is sent: nothing moves. An accepted
-one returns a :class:`~rigwatch.control.actuators.Status` that completes when every backend
-involved acknowledged; its outcome (``ok`` or ``failed`` with the device's reason) is audited
-then.
+A refused command raises :class:`~rigwatch.errors.CommandRefused` before anything is sent:
+nothing moves. A command naming no actuator, an unknown one or a value it cannot take raises
+its subclass :class:`~rigwatch.errors.InvalidCommand`; an interlock or the arming
+rule raises :class:`~rigwatch.errors.CommandRefused` itself. Either is audited (one row) and
+counted once, here: callers neither check a command first nor record its refusal again.
+
+An accepted command returns a :class:`~rigwatch.control.actuators.Status` that completes when
+every backend involved acknowledged; its outcome (``ok`` or ``failed`` with the device's
+reason) is audited then.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ from rigwatch.control.actuators import (
     Value,
     all_of,
 )
-from rigwatch.control.audit import AuditLog, describe_changes
+from rigwatch.control.audit import AuditLog, describe_changes, record_refusal
 from rigwatch.control.interlocks import Interlocks
 from rigwatch.control.states import RunnerState
 from rigwatch.counters import Counters
-from rigwatch.errors import CommandRefused, ConfigError
+from rigwatch.errors import CommandRefused, ConfigError, InvalidCommand
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +82,13 @@ class Commander:
         """``changes`` with canonical values.
 
         Raises:
-            CommandRefused: empty, an unknown actuator or a value it cannot take.
+            InvalidCommand: empty, an unknown actuator or a value it cannot take.
         """
         if not changes:
-            raise CommandRefused("the command names no actuator")
+            raise InvalidCommand("the command names no actuator")
         unknown = [n for n in changes if n not in self.specs]
         if unknown:
-            raise CommandRefused(
+            raise InvalidCommand(
                 f"unknown actuator(s) {', '.join(map(repr, unknown))}; actuators: "
                 f"{', '.join(self.specs)}"
             )
@@ -113,11 +117,14 @@ class Commander:
             A status completing when every backend involved acknowledged.
 
         Raises:
-            CommandRefused: refused before anything was sent (audited, counted).
+            InvalidCommand: no actuator, an unknown one or a value it cannot take (audited,
+                counted; nothing sent).
+            CommandRefused: refused by an interlock or the arming rule (audited, counted;
+                nothing sent).
         """
         try:
             values = self.normalise(changes)
-        except CommandRefused as exc:
+        except InvalidCommand as exc:
             self._refused(changes, str(exc), who, source, scenario, "")
             raise
         if not safing:
@@ -162,16 +169,15 @@ class Commander:
         interlock: str,
     ) -> None:
         log.warning("command refused (%s): %s", who, message)
-        self.counters.inc("control.refused", message=message)
-        if self.audit is not None:
-            self.audit.record(
-                who=who,
-                source=source,
-                action="set",
-                target=describe_changes(changes),
-                value={k: v for k, v in changes.items()},
-                result="refused",
-                reason=message,
-                interlock=interlock,
-                scenario=scenario,
-            )
+        record_refusal(
+            self.audit,
+            self.counters,
+            who=who,
+            source=source,
+            action="set",
+            target=describe_changes(changes),
+            value=dict(changes),
+            reason=message,
+            interlock=interlock,
+            scenario=scenario,
+        )

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from rigwatch.control.actuators import Status
-from rigwatch.control.audit import AuditLog
+from rigwatch.control.audit import AuditLog, record_refusal
 from rigwatch.control.commander import Commander
 from rigwatch.control.redlines import RedlineMonitor, Trip
 from rigwatch.control.scenarios import Scenario, Step
@@ -276,8 +276,17 @@ class ScenarioRunner:
             )
 
     def _refuse(self, who: str, action: Action, exc: TransitionRefused, scenario: str = "") -> None:
-        self._audit(who, action.value, "refused", reason=str(exc), scenario=scenario)
-        self.commander.counters.inc("control.transition_refused", message=str(exc))
+        record_refusal(
+            self.audit,
+            self.commander.counters,
+            who=who,
+            source="runner",
+            action=action.value,
+            target="",
+            reason=str(exc),
+            scenario=scenario,
+            counter="control.transition_refused",
+        )
 
     # -- requests -----------------------------------------------------------------------------
 

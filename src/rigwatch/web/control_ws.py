@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rigwatch.acquisition.live import pack
+from rigwatch.control.audit import record_refusal
 from rigwatch.errors import (
     ActuatorFault,
     AuthorityRefused,
@@ -43,10 +44,8 @@ from rigwatch.station import Station
 from rigwatch.web.control_feed import ControlFeed
 from rigwatch.web.control_schemas import STM32_OUTPUTS, AuthorityIn
 from rigwatch.web.control_views import control_out, valve_bits
-from rigwatch.web.deps import authority_refused
 from rigwatch.web.live_ws import LiveSession, MessageRejected
 from rigwatch.web.routers.control import (
-    audit_refusal,
     change_authority,
     motor_ids,
     motor_name,
@@ -128,9 +127,20 @@ class ControlChannel:
 
     # -- checks ---------------------------------------------------------------------------------
 
+    def _refused(self, who: str, what: str, reason: str, counter: str = "control.refused") -> None:
+        record_refusal(
+            self.station.control.audit,
+            self.station.counters,
+            who=who,
+            source="ws",
+            target=what,
+            reason=reason,
+            counter=counter,
+        )
+
     def _token(self) -> None:
         if not self.session.may_command:
-            audit_refusal(self.station, "ws-client", "ws", "command", "no token")
+            self._refused("ws-client", "command", "no token")
             raise MessageRejected(
                 "unauthorized",
                 "this station requires a token for commands: open the WebSocket with "
@@ -142,14 +152,8 @@ class ControlChannel:
         try:
             return self.station.control.authority.check(lease or self.lease).holder
         except AuthorityRefused as exc:
-            authority_refused(self.station, exc, "ws-client", what, "ws")
+            self._refused("ws-client", what, str(exc), "control.no_authority")
             raise MessageRejected("no_authority", str(exc)) from None
-
-    def _caller(self, lease: str | None) -> str:
-        try:
-            return self.station.control.authority.check(lease or self.lease).holder
-        except AuthorityRefused:
-            return "ws-client"
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -159,7 +163,7 @@ class ControlChannel:
         if m.mode is not None:
             if st.modes.is_abort(m.mode):
                 self._token()
-                who = self._caller(m.lease)
+                who = st.control.authority.caller(m.lease or self.lease, "ws-client")
             else:
                 try:
                     st.modes.parse(m.mode)
@@ -256,7 +260,7 @@ class ControlChannel:
         name = motor_name(self.station, m.motor_id)
         if name is None:
             reason = f"unknown motor_id {m.motor_id}; motors: {', '.join(motor_ids(self.station))}"
-            audit_refusal(self.station, who, "ws", f"motor {m.motor_id}", reason)
+            self._refused(who, f"motor {m.motor_id}", reason)
             raise MessageRejected("refused", reason)
         ok, response = await self._command({name: m.angle}, who)
         await self.session.send(

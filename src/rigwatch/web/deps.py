@@ -13,6 +13,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, HTTPException, Request
 
 from rigwatch.acquisition.live import LiveHub
+from rigwatch.control.audit import record_refusal
 from rigwatch.errors import AuthorityRefused
 from rigwatch.station import Station
 from rigwatch.web.control_feed import ControlFeed
@@ -100,15 +101,14 @@ async def require_control_writer(request: Request, ctx: Context) -> None:
     try:
         await require_writer(request, ctx)
     except HTTPException as exc:
-        audit = ctx.station.control.audit
-        if audit is not None:
+        if ctx.station.control.audit is not None:
             await asyncio.to_thread(
-                audit.record,
+                record_refusal,
+                ctx.station.control.audit,
+                None,  # counted by require_writer
                 who=client_label(request),
                 source="api",
-                action="command",
                 target=f"{request.method} {request.url.path}",
-                result="refused",
                 reason=str(exc.detail),
             )
         raise
@@ -128,46 +128,47 @@ def client_label(request: Request) -> str:
     return f"anonymous@{host}"
 
 
-def authority_refused(
-    station: Station, exc: AuthorityRefused, who: str, what: str, source: str
-) -> None:
-    """Audit and count a command refused for want of control authority."""
-    station.counters.inc("control.no_authority", message=str(exc))
-    audit = station.control.audit
-    if audit is not None:
-        audit.record(
-            who=who,
-            source=source,
-            action="command",
-            target=what,
-            result="refused",
-            reason=str(exc),
-        )
+def abort_caller(request: Request, station: Station) -> str:
+    """Who a request needing no authority (an abort) comes from: the holder when it carries
+    the current lease (``X-Control-Lease``), else :func:`client_label`."""
+    return station.control.authority.caller(
+        request.headers.get(LEASE_HEADER), client_label(request)
+    )
+
+
+def no_authority(request: Request, station: Station, exc: AuthorityRefused) -> HTTPException:
+    """Audit and count (``control.no_authority``) a request refused for want of control
+    authority; returns the error to raise: 409 when another client holds authority, 403 when
+    nobody does."""
+    record_refusal(
+        station.control.audit,
+        station.counters,
+        who=client_label(request),
+        source="api",
+        target=f"{request.method} {request.url.path}",
+        reason=str(exc),
+        counter="control.no_authority",
+    )
+    return HTTPException(409 if exc.holder else 403, str(exc))
 
 
 def check_authority(request: Request, ctx: WebContext) -> str:
     """The name of the client holding control authority, when the request carries its lease
-    (``X-Control-Lease``). Refused, audited and counted otherwise: 409 when another client
-    holds authority, 403 when nobody does."""
-    control = ctx.station.control
+    (``X-Control-Lease``). Refused, audited and counted otherwise (:func:`no_authority`)."""
     try:
-        lease = control.authority.check(request.headers.get(LEASE_HEADER))
+        return ctx.station.control.authority.check(request.headers.get(LEASE_HEADER)).holder
     except AuthorityRefused as exc:
-        authority_refused(
-            ctx.station, exc, client_label(request), f"{request.method} {request.url.path}", "api"
-        )
-        raise HTTPException(409 if exc.holder else 403, str(exc)) from None
-    return lease.holder
+        raise no_authority(request, ctx.station, exc) from None
 
 
 async def require_authority(request: Request, ctx: Context) -> str:
-    """:func:`check_authority` as a dependency: checked on the event loop, the refusal's audit
-    row written on a thread."""
+    """:func:`check_authority` as a dependency: the lease checked once, on the event loop; a
+    refusal's audit row written on a thread."""
     try:
-        ctx.station.control.authority.check(request.headers.get(LEASE_HEADER))
-    except AuthorityRefused:
-        return await asyncio.to_thread(check_authority, request, ctx)  # raises, audited
-    return check_authority(request, ctx)
+        return ctx.station.control.authority.check(request.headers.get(LEASE_HEADER)).holder
+    except AuthorityRefused as exc:
+        refusal = exc
+    raise await asyncio.to_thread(no_authority, request, ctx.station, refusal)
 
 
 Operator = Annotated[str, Depends(require_authority)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +73,17 @@ def test_control_api_valves_need_authority_and_nine_bits(served: tuple[Station, 
     assert audit is not None
     refused = audit.query(result="refused")
     assert [e.who for e in refused] == ["anonymous@127.0.0.1", "bob", "anonymous@127.0.0.1", "ana"]
+    assert [e.target for e in refused[:3]] == [
+        "POST /api/valves",
+        "authority request",
+        "POST /api/valves",
+    ]
     assert refused[-1].interlock == "arming"
+    assert station.counters.get("control.no_authority") == 3  # one per refusal
 
 
 def test_control_api_step_motor_and_scenario_replies(served: tuple[Station, str]) -> None:
-    _station, addr = served
+    station, addr = served
     base = f"http://{addr}"
     lease = take(base)
     r = httpx.post(f"{base}/api/step_motor", json={"motor_id": 1, "angle": 45.5}, headers=lease)
@@ -88,8 +94,23 @@ def test_control_api_step_motor_and_scenario_replies(served: tuple[Station, str]
         45.5,
     )
     assert "Yeni Pozisyon" in body["response"]
+    audit = station.control.audit
+    assert audit is not None
+    refused_before = len(audit.query(result="refused"))
+    counted = station.counters.get("control.refused")
     r = httpx.post(f"{base}/api/step_motor", json={"motor_id": 1, "angle": 200}, headers=lease)
     assert r.status_code == 422 and "out of range [0, 180]" in r.json()["detail"]
+    # checked once (by the commander): exactly one audit row and one count for the refusal
+    refused = audit.query(result="refused")
+    assert len(refused) == refused_before + 1
+    assert (refused[-1].who, refused[-1].action, refused[-1].target, refused[-1].value) == (
+        "ana",
+        "set",
+        "MOTOR1",
+        '{"MOTOR1": 200.0}',
+    )
+    assert refused[-1].reason == r.json()["detail"] and refused[-1].interlock == ""
+    assert station.counters.get("control.refused") == counted + 1
     r = httpx.post(f"{base}/api/step_motor", json={"motor_id": 7, "angle": 1}, headers=lease)
     assert r.status_code == 422 and "unknown motor_id 7; motors: 1 (MOTOR1)" in r.json()["detail"]
     r = httpx.post(f"{base}/api/scenario/burning", headers=lease)
@@ -193,7 +214,7 @@ def test_control_api_websocket_commands_and_valve_state_broadcast(
 
 
 def test_control_api_audit_log_filters_and_csv(served: tuple[Station, str]) -> None:
-    _station, addr = served
+    station, addr = served
     base = f"http://{addr}"
     lease = take(base)
     body = {"valves": [0, 0, 1, 0, 0, 0, 0, 0, 0]}
@@ -215,8 +236,57 @@ def test_control_api_audit_log_filters_and_csv(served: tuple[Station, str]) -> N
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert len(rows) == 1 and rows[0]["who"] == "anonymous@127.0.0.1"
     assert "no client holds" not in rows[0]["reason"] and "held by 'ana'" in rows[0]["reason"]
+    audit = station.control.audit
+    assert audit is not None
+    # the export is the audit log's own CSV of the same rows, byte for byte
+    assert r.content == audit.to_csv(result="refused", limit=1000).encode()
+    csv_filters = {"source": "api", "who": "ana", "limit": 2}
+    r = httpx.get(f"{base}/api/control/audit", params={**csv_filters, "format": "csv"})
+    assert r.content == audit.to_csv(**csv_filters).encode()
+    assert [row["action"] for row in csv.DictReader(io.StringIO(r.text))] == ["authority", "set"]
     r = httpx.get(f"{base}/api/control/audit", params={"format": "xml"})
     assert r.status_code == 422
+
+
+def test_control_api_abort_is_recorded_under_the_holder_or_the_anonymous_client(
+    served: tuple[Station, str],
+) -> None:
+    from websockets.sync.client import connect
+
+    station, addr = served
+    base = f"http://{addr}"
+    runner = station.control.runner
+    audit = station.control.audit
+    assert audit is not None
+    lease = take(base)
+    anon = "anonymous@127.0.0.1"
+
+    def abort_by(send: Callable[[], object]) -> str:
+        """Arm, abort with ``send``, wait for safe, reset: who the abort is recorded under."""
+        assert httpx.post(f"{base}/api/control/arm", headers=lease).status_code == 200
+        send()
+        assert runner.wait_state(S.SAFE, 10) is S.SAFE
+        who = runner.status().abort_by
+        assert audit.query(action="abort", source="abort")[-1].who == who
+        assert httpx.post(f"{base}/api/control/reset", headers=lease).status_code == 200
+        return who
+
+    def ws_safe(lease_token: str | None) -> None:
+        with connect(f"ws://{addr}/ws") as ws:
+            ws.send(json.dumps({"type": "system_mode", "mode": "safe", "lease": lease_token}))
+            assert recv_type(ws, "system_mode")["mode"] in ("aborting", "safe")
+
+    # the holder's lease: the holder; a lease that is not the current one: the client
+    assert abort_by(lambda: httpx.post(f"{base}/api/control/abort", headers=lease)) == "ana"
+    stale = {"X-Control-Lease": "stale"}
+    assert abort_by(lambda: httpx.post(f"{base}/api/system_mode/safe", headers=stale)) == anon
+    assert abort_by(lambda: ws_safe(None)) == "ws-client"
+    assert abort_by(lambda: ws_safe(lease["X-Control-Lease"])) == "ana"
+    # the safing scenario started from idle by the holder is recorded under the holder
+    r = httpx.post(f"{base}/api/scenario/emergency", headers=lease, timeout=15)
+    assert r.status_code == 200 and r.json()["state"] == "done"
+    assert audit.query(action="start", scenario="emergency")[-1].who == "ana"
+    assert audit.query(result="refused") == []  # an abort needs no authority: nothing refused
 
 
 def test_control_api_commands_need_the_token_beyond_localhost(tmp_path: Path) -> None:

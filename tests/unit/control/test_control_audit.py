@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rigwatch.control.audit import COLUMNS, AuditLog
+from rigwatch.control.audit import COLUMNS, AuditLog, record_refusal
+from rigwatch.counters import Counters
 from rigwatch.errors import ControlError
 
 
@@ -58,6 +59,78 @@ def test_control_audit_exports_csv(tmp_path: Path) -> None:
     rows = list(csv.reader(io.StringIO(text)))
     assert tuple(rows[0]) == COLUMNS
     assert rows[1][COLUMNS.index("who")] == "op, with comma"
+    log.close()
+
+
+def test_control_audit_csv_is_the_query_with_the_same_filters(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "a.sqlite")
+    log.record(who="ana", source="api", action="set", result="refused", reason='a "b"\nc')
+    log.record(who="bob", source="ws", action="set", result="ok", value={"GOX1": "open"})
+    log.record(who="cy", source="api", action="arm", result="refused", reason="armed")
+    text = log.to_csv(result="refused", limit=1)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    (want,) = log.query(result="refused", limit=1)
+    assert len(rows) == 1
+    assert rows[0] == {c: str(getattr(want, c)) for c in COLUMNS}  # quoting round-trips
+    assert text.startswith(",".join(COLUMNS) + "\n") and "\r" not in text
+    assert log.to_csv(source="nowhere") == ",".join(COLUMNS) + "\n"
+    log.close()
+
+
+def test_control_audit_record_refusal_writes_one_row_and_counts_once(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "a.sqlite")
+    counters = Counters()
+    row_id = record_refusal(
+        log,
+        counters,
+        who="ws-client",
+        source="ws",
+        target="valve_command",
+        reason="no client holds control authority",
+        counter="control.no_authority",
+    )
+    (row,) = log.query()
+    assert row.id == row_id
+    assert (row.who, row.source, row.action, row.target, row.value, row.result, row.reason) == (
+        "ws-client",
+        "ws",
+        "command",
+        "valve_command",
+        "",
+        "refused",
+        "no client holds control authority",
+    )
+    assert (row.interlock, row.redline, row.scenario) == ("", "", "")
+    assert counters.snapshot() == {"control.no_authority": 1}
+    assert counters.last_messages() == {"control.no_authority": "no client holds control authority"}
+    record_refusal(
+        log,
+        counters,
+        who="ana",
+        source="api",
+        action="set",
+        target="GOX1",
+        value={"GOX1": "open"},
+        reason="arm first",
+        interlock="arming",
+        scenario="burn",
+    )
+    second = log.query(who="ana")
+    assert [(r.action, r.value, r.interlock, r.scenario) for r in second] == [
+        ("set", '{"GOX1": "open"}', "arming", "burn")
+    ]
+    assert counters.snapshot() == {"control.no_authority": 1, "control.refused": 1}
+    log.close()
+
+
+def test_control_audit_record_refusal_without_a_log_or_counters(tmp_path: Path) -> None:
+    counters = Counters()
+    args = {"who": "a", "source": "api", "target": "POST /api/valves", "reason": "no token"}
+    assert record_refusal(None, counters, **args) == -1  # counted, no row
+    assert counters.snapshot() == {"control.refused": 1}
+    log = AuditLog(tmp_path / "a.sqlite")
+    assert record_refusal(log, None, **args) > 0  # a row, counted elsewhere
+    assert [r.reason for r in log.query()] == ["no token"]
     log.close()
 
 

@@ -174,6 +174,8 @@ def test_control_refused_transition_names_state_reason_and_options(
 ) -> None:
     rig.reach(state)
     sent = len(rig.bank.sent)
+    rows_before = len(rig.audit.query(result="refused"))
+    counted = rig.commander.counters.get("control.transition_refused")
     with pytest.raises(TransitionRefused) as info:
         request(rig, action)()
     msg = str(info.value)
@@ -183,8 +185,17 @@ def test_control_refused_transition_names_state_reason_and_options(
     assert "is not allowed there" not in msg or state is S.ABORTING  # a specific reason
     assert rig.runner.state is state
     assert len(rig.bank.sent) == sent
-    refused = rig.audit.query(result="refused", action=action.value)
-    assert refused and refused[-1].reason == msg
+    refused = rig.audit.query(result="refused")
+    assert len(refused) == rows_before + 1  # exactly one row for the refusal
+    row = refused[-1]
+    assert (row.who, row.source, row.action, row.target, row.reason) == (
+        "op",
+        "runner",
+        action.value,
+        "",
+        msg,
+    )
+    assert rig.commander.counters.get("control.transition_refused") == counted + 1
 
 
 @pytest.mark.parametrize(("state", "action"), ALLOWED, ids=[f"{s}-{a}" for s, a in ALLOWED])

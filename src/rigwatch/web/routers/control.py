@@ -19,8 +19,6 @@ where the actuators' states say what is known.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -31,7 +29,7 @@ from fastapi.responses import Response
 
 from rigwatch.config.control import ArduinoMotorsConfig, S7Config
 from rigwatch.control.actuators import Status
-from rigwatch.control.audit import COLUMNS, AuditLog
+from rigwatch.control.audit import AuditLog, record_refusal
 from rigwatch.control.backends.pi_valves import PiValves
 from rigwatch.control.states import HOT_STATES, RunnerState
 from rigwatch.errors import (
@@ -39,6 +37,7 @@ from rigwatch.errors import (
     AuthorityRefused,
     CommandRefused,
     ControlError,
+    InvalidCommand,
     TransitionRefused,
 )
 from rigwatch.station import Station
@@ -69,7 +68,7 @@ from rigwatch.web.deps import (
     ControlWriter,
     Operator,
     StationDep,
-    authority_refused,
+    abort_caller,
     check_authority,
     client_label,
 )
@@ -85,31 +84,18 @@ RUNNER_ERRORS = problem_responses(401, 403, 409)
 
 
 def send_command(station: Station, changes: dict[str, Any], who: str, source: str) -> Status:
-    """Check and send ``changes`` through the station's commander.
+    """Send ``changes`` through the station's commander, which checks them once and audits
+    and counts a refusal.
 
     Raises:
-        HTTPException: 422 for an unknown actuator or a value it cannot take, 409 for an
-            interlock or the arming rule (both audited by the commander or here).
+        HTTPException: 422 for no or an unknown actuator or a value it cannot take
+            (:class:`~rigwatch.errors.InvalidCommand`), 409 for an interlock or the
+            arming rule.
     """
-    commander = station.control.commander
     try:
-        commander.normalise(changes)
-    except CommandRefused as exc:
-        audit = station.control.audit
-        if audit is not None:
-            audit.record(
-                who=who,
-                source=source,
-                action="set",
-                target=", ".join(changes),
-                value=changes,
-                result="refused",
-                reason=str(exc),
-            )
-        station.counters.inc("control.refused", message=str(exc))
+        return station.control.commander.command(changes, who=who, source=source)
+    except InvalidCommand as exc:
         raise HTTPException(422, str(exc)) from None
-    try:
-        return commander.command(changes, who=who, source=source)
     except CommandRefused as exc:
         raise HTTPException(409, str(exc)) from None
 
@@ -193,15 +179,6 @@ def motor_ids(station: Station) -> list[str]:
     ]
 
 
-def audit_refusal(station: Station, who: str, source: str, what: str, reason: str) -> None:
-    """Record a refused request in the audit log and count it."""
-    station.counters.inc("control.refused", message=reason)
-    if station.control.audit is not None:
-        station.control.audit.record(
-            who=who, source=source, action="command", target=what, result="refused", reason=reason
-        )
-
-
 # -- today's test-stand endpoints ---------------------------------------------------------------
 
 
@@ -226,17 +203,17 @@ async def step_motor(body: StepMotorIn, station: StationDep, who: Operator) -> S
         reason = (
             f"unknown motor_id {body.motor_id}; motors: {', '.join(motor_ids(station)) or 'none'}"
         )
-        audit_refusal(station, who, "api", f"motor {body.motor_id}", reason)
+        record_refusal(
+            station.control.audit,
+            station.counters,
+            who=who,
+            source="api",
+            target=f"motor {body.motor_id}",
+            reason=reason,
+        )
         raise HTTPException(422, reason)
     st = await wait_done_async(station, send_command(station, {name: body.angle}, who, "api"))
     return StepMotorOut(success=True, motor_id=body.motor_id, angle=body.angle, response=st.reply)
-
-
-def _who_for_abort(request: Request, station: Station) -> str:
-    try:
-        return station.control.authority.check(request.headers.get(LEASE_HEADER)).holder
-    except AuthorityRefused:
-        return client_label(request)
 
 
 @router.post(
@@ -252,7 +229,7 @@ def scenario(name: str, request: Request, ctx: Context) -> ScenarioOut:
     station = ctx.station
     runner = station.control.runner
     safing = name == runner.safing_scenario
-    who = _who_for_abort(request, station) if safing else check_authority(request, ctx)
+    who = abort_caller(request, station) if safing else check_authority(request, ctx)
     if safing and runner.state not in (RunnerState.IDLE, RunnerState.ARMED):
         try:
             runner.abort(f"{name} requested by {who}", who, source="api")
@@ -265,7 +242,14 @@ def scenario(name: str, request: Request, ctx: Context) -> ScenarioOut:
         )
     if name not in runner.scenarios:
         reason = f"no scenario {name!r}; scenarios: {', '.join(sorted(runner.scenarios)) or 'none'}"
-        audit_refusal(station, who, "api", f"scenario {name}", reason)
+        record_refusal(
+            station.control.audit,
+            station.counters,
+            who=who,
+            source="api",
+            target=f"scenario {name}",
+            reason=reason,
+        )
         raise HTTPException(404, reason)
     t0 = time.time_ns()
     try:
@@ -329,7 +313,7 @@ def reset(station: StationDep, who: Operator) -> RunnerOut:
 def abort(request: Request, station: StationDep, body: AbortIn | None = None) -> RunnerOut:
     """Run the abort sequence (of the running scenario, else of the safing scenario) and end
     in ``safe``. Needs no control authority."""
-    who = _who_for_abort(request, station)
+    who = abort_caller(request, station)
     runner = station.control.runner
     reason = (body or AbortIn()).reason
     try:
@@ -374,9 +358,16 @@ def change_authority(
             who = auth.release(lease_token).holder
             result = authority_out(station)
     except (AuthorityRefused, TransitionRefused) as exc:
-        refusal = exc if isinstance(exc, AuthorityRefused) else AuthorityRefused(str(exc))
         claimed = body.client.strip() if body.action == "request" else ""
-        authority_refused(station, refusal, claimed or who, f"authority {body.action}", source)
+        record_refusal(
+            audit,
+            station.counters,
+            who=claimed or who,
+            source=source,
+            target=f"authority {body.action}",
+            reason=str(exc),
+            counter="control.no_authority",
+        )
         raise
     if audit is not None and body.action != "renew":
         audit.record(who=who, source=source, action="authority", target=body.action, result="ok")
@@ -421,19 +412,23 @@ def _ns(when: datetime) -> int:
     return int(when.timestamp() * 1_000_000_000)
 
 
+def audit_filters(f: AuditFilter) -> dict[str, Any]:
+    """``f`` as the keyword arguments of :meth:`AuditLog.query` and :meth:`AuditLog.to_csv`."""
+    return {
+        "since_ns": None if f.since is None else _ns(f.since),
+        "until_ns": None if f.until is None else _ns(f.until),
+        "who": f.who,
+        "source": f.source,
+        "result": f.result,
+        "action": f.action,
+        "scenario": f.scenario,
+        "limit": f.limit,
+    }
+
+
 def query_audit(audit: AuditLog, f: AuditFilter) -> list[AuditEntryOut]:
     """Rows of ``audit`` matching every filter of ``f``, oldest first, at most ``f.limit``."""
-    entries = audit.query(
-        since_ns=None if f.since is None else _ns(f.since),
-        until_ns=None if f.until is None else _ns(f.until),
-        who=f.who,
-        source=f.source,
-        result=f.result,
-        action=f.action,
-        scenario=f.scenario,
-        limit=f.limit,
-    )
-    return [AuditEntryOut(**asdict(e)) for e in entries]
+    return [AuditEntryOut(**asdict(e)) for e in audit.query(**audit_filters(f))]
 
 
 @router.get(
@@ -448,20 +443,14 @@ def control_audit(station: StationDep, f: Annotated[AuditFilter, Query()]) -> Au
     """The audit log: every command from REST, WebSocket, a scenario, an abort or a watchdog,
     who gave it, when, what came of it, the interlock or redline involved. Filter by time
     (``since``/``until``, ISO 8601), ``who``, ``source``, ``result``, ``action``,
-    ``scenario``; ``format=csv`` exports the same rows as CSV."""
+    ``scenario``; ``format=csv`` exports the same rows as CSV (:meth:`AuditLog.to_csv`)."""
     audit = station.control.audit
     if audit is None:
         raise HTTPException(404, "this station has no control part ([control]): no audit log")
-    entries = query_audit(audit, f)
     if f.format == "json":
-        return AuditOut(entries=entries)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for e in entries:
-        writer.writerow([getattr(e, c) for c in COLUMNS])
+        return AuditOut(entries=query_audit(audit, f))
     return Response(
-        buf.getvalue(),
+        audit.to_csv(**audit_filters(f)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="control_audit.csv"'},
     )
@@ -513,7 +502,14 @@ def pi_connect(body: PiConnectIn, station: StationDep, who: Operator) -> PiOut:
     except ControlError as exc:
         raise HTTPException(502, str(exc)) from None
     except Exception as exc:  # DeviceError and the pin factory's own errors
-        audit_refusal(station, who, "api", f"connect {body.piIp}", str(exc))
+        record_refusal(
+            station.control.audit,
+            station.counters,
+            who=who,
+            source="api",
+            target=f"connect {body.piIp}",
+            reason=str(exc),
+        )
         raise HTTPException(502, str(exc)) from None
     if station.control.audit is not None:
         station.control.audit.record(
@@ -530,7 +526,14 @@ def pi_valve(body: PiValveIn, station: StationDep, who: Operator) -> PiOut:
     specs = list(pi.specs)
     if body.valveIndex >= len(specs):
         reason = f"valveIndex {body.valveIndex} out of range: the Pi has {len(specs)} valves"
-        audit_refusal(station, who, "api", f"valve {body.valveIndex}", reason)
+        record_refusal(
+            station.control.audit,
+            station.counters,
+            who=who,
+            source="api",
+            target=f"valve {body.valveIndex}",
+            reason=reason,
+        )
         raise HTTPException(422, reason)
     spec = specs[body.valveIndex]
     value = spec.words[0] if body.state else spec.words[1]

@@ -5,16 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 
 from rigwatch import __version__
-from rigwatch.errors import AuthorityRefused, ModeRefused
+from rigwatch.errors import ModeRefused
 from rigwatch.timefmt import iso_utc
 from rigwatch.web import views
 from rigwatch.web.deps import (
-    LEASE_HEADER,
     Context,
     ControlWriter,
     StationDep,
+    abort_caller,
     check_authority,
-    client_label,
 )
 from rigwatch.web.problems import problem_responses
 from rigwatch.web.schemas import BufferStatus, Hello, ModeChange, Sensors, StationStatus
@@ -60,11 +59,7 @@ def system_mode(mode: str, request: Request, ctx: Context) -> ModeChange:
     station = ctx.station
     try:
         if station.modes.is_abort(mode):
-            try:
-                lease = station.control.authority.check(request.headers.get(LEASE_HEADER))
-                who = lease.holder
-            except AuthorityRefused:
-                who = client_label(request)
+            who = abort_caller(request, station)
         else:
             station.modes.parse(mode)
             who = check_authority(request, ctx)
