@@ -93,6 +93,7 @@ export class FleetLive {
     window.clearTimeout(this.timer);
     this.ws?.close();
     this.ws = null;
+    this.setState("closed", "stopped");
   }
 
   /** Drops the connection and connects again (a fresh snapshot). */

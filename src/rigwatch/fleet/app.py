@@ -235,6 +235,9 @@ def create_fleet_app(config: FleetConfig, *, clock: Clock = wall_clock) -> FastA
             who = None
         if who is None:
             services.counters.inc("fleet.ws_refused")
+            # accepted, then closed with 1008 (policy violation) and the reason: a browser
+            # sees neither the status nor the reason of a refused handshake, only 1006
+            await ws.accept()
             await ws.close(code=1008, reason="login token required")
             return
         await ws.accept()

@@ -490,3 +490,23 @@ def test_fleet_api_failed_commit_answers_503_and_the_writer_goes_on(fleet: Fleet
     r = fleet.post("m1", fleet.message("m1", 0, seq=1), key)  # the agent sends it again
     assert r.status_code == 200
     assert fleet.stored() == 1
+
+
+def test_fleet_api_live_stream_refused_without_login_says_why(fleet: Fleet) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    before = fleet.app.state.fleet.counters.get("fleet.ws_refused")
+    with (
+        fleet.client.websocket_connect("/ws?batch=1") as ws,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        ws.receive_json()
+    # closed after the handshake, so that a browser can read the code and the reason
+    assert (closed.value.code, closed.value.reason) == (1008, "login token required")
+    assert fleet.app.state.fleet.counters.get("fleet.ws_refused") == before + 1
+    with (
+        fleet.client.websocket_connect("/ws?token=made-up") as ws,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        ws.receive_json()
+    assert closed.value.code == 1008
