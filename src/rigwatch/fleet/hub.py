@@ -241,10 +241,11 @@ class RedisBridge:
         await pubsub.subscribe(self._channel)
         self._subscribed.set()
         try:
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is None:
-                    continue
+            # listen() blocks on the connection; get_message(timeout=...) would set up and
+            # tear down a timeout per message
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue  # the subscription's own confirmation
                 try:
                     sent = orjson.loads(message["data"])
                     origin, updates = sent["origin"], sent["updates"]
