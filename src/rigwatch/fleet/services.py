@@ -198,12 +198,7 @@ class FleetServices:
         for u in updates:
             self.hub.publish(u)
         if self.redis is not None:
-            task = asyncio.ensure_future(self.redis.publish(updates))
-            task.add_done_callback(self._publish_done)
-
-    def _publish_done(self, task: asyncio.Future[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self.counters.inc("fleet.redis_publish_failed", message=str(task.exception())[:300])
+            self.redis.send(updates)
 
     # -- ingest --------------------------------------------------------------------------
 

@@ -39,11 +39,13 @@ async def _scenario(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]
         client_a, client_b = hub_a.connect(), hub_b.connect()
         # what a process does after a commit: its own hub at once, the others through Redis
         hub_a.publish(_update("m1", 1.0))
-        await bridge_a.publish([_update("m1", 1.0)])
+        bridge_a.send([_update("m1", 1.0)])
+        await bridge_a.flush()
         for bad in (b"not json", b"[1, 2]", orjson.dumps({"updates": []})):
             await raw.publish(channel, bad)
         hub_a.publish(_update("m2", 2.0))
-        await bridge_a.publish([_update("m2", 2.0)])
+        bridge_a.send([_update("m2", 2.0)])
+        await bridge_a.flush()
         # a third process's update, after everything: once it is in, every earlier message on
         # the channel has been through both listeners (a subscriber gets them in order)
         last = {"origin": "another", "updates": [_update("m3", 3.0)]}
