@@ -182,6 +182,15 @@ def motor_ids(station: Station) -> list[str]:
 # -- today's test-stand endpoints ---------------------------------------------------------------
 
 
+def _refused(station: Station, who: str, target: str, status: int, reason: str) -> HTTPException:
+    """Audit and count a refused API request (:func:`record_refusal`); returns the error to
+    raise (``status``, ``reason``)."""
+    record_refusal(
+        station.control.audit, station.counters, who=who, source="api", target=target, reason=reason
+    )
+    return HTTPException(status, reason)
+
+
 @router.post("/api/valves", dependencies=[ControlWriter], responses=COMMAND_ERRORS)
 async def valves(body: ValvesIn, station: StationDep, who: Operator) -> ValvesOut:
     """Set the 9 outputs of the valve bank at once (``Valves:<9 bits>``); the reply is the word
@@ -203,15 +212,7 @@ async def step_motor(body: StepMotorIn, station: StationDep, who: Operator) -> S
         reason = (
             f"unknown motor_id {body.motor_id}; motors: {', '.join(motor_ids(station)) or 'none'}"
         )
-        record_refusal(
-            station.control.audit,
-            station.counters,
-            who=who,
-            source="api",
-            target=f"motor {body.motor_id}",
-            reason=reason,
-        )
-        raise HTTPException(422, reason)
+        raise _refused(station, who, f"motor {body.motor_id}", 422, reason)
     st = await wait_done_async(station, send_command(station, {name: body.angle}, who, "api"))
     return StepMotorOut(success=True, motor_id=body.motor_id, angle=body.angle, response=st.reply)
 
@@ -242,15 +243,7 @@ def scenario(name: str, request: Request, ctx: Context) -> ScenarioOut:
         )
     if name not in runner.scenarios:
         reason = f"no scenario {name!r}; scenarios: {', '.join(sorted(runner.scenarios)) or 'none'}"
-        record_refusal(
-            station.control.audit,
-            station.counters,
-            who=who,
-            source="api",
-            target=f"scenario {name}",
-            reason=reason,
-        )
-        raise HTTPException(404, reason)
+        raise _refused(station, who, f"scenario {name}", 404, reason)
     t0 = time.time_ns()
     try:
         runner.start(name, who)
@@ -502,15 +495,7 @@ def pi_connect(body: PiConnectIn, station: StationDep, who: Operator) -> PiOut:
     except ControlError as exc:
         raise HTTPException(502, str(exc)) from None
     except Exception as exc:  # DeviceError and the pin factory's own errors
-        record_refusal(
-            station.control.audit,
-            station.counters,
-            who=who,
-            source="api",
-            target=f"connect {body.piIp}",
-            reason=str(exc),
-        )
-        raise HTTPException(502, str(exc)) from None
+        raise _refused(station, who, f"connect {body.piIp}", 502, str(exc)) from None
     if station.control.audit is not None:
         station.control.audit.record(
             who=who, source="api", action="connect", target=body.piIp, result="ok"
@@ -526,15 +511,7 @@ def pi_valve(body: PiValveIn, station: StationDep, who: Operator) -> PiOut:
     specs = list(pi.specs)
     if body.valveIndex >= len(specs):
         reason = f"valveIndex {body.valveIndex} out of range: the Pi has {len(specs)} valves"
-        record_refusal(
-            station.control.audit,
-            station.counters,
-            who=who,
-            source="api",
-            target=f"valve {body.valveIndex}",
-            reason=reason,
-        )
-        raise HTTPException(422, reason)
+        raise _refused(station, who, f"valve {body.valveIndex}", 422, reason)
     spec = specs[body.valveIndex]
     value = spec.words[0] if body.state else spec.words[1]
     wait_done(station, send_command(station, {spec.name: value}, who, "api"))
