@@ -96,7 +96,10 @@ _TIMESPAN_TEXT = re.compile(r"^-?(\d{1,8}\.)?\d{1,2}:\d{2}:\d{2}(\.\d{1,7})?$")
 
 
 def _now(info: ValidationInfo) -> datetime:
-    context = info.context if isinstance(info.context, Mapping) else {}
+    context = info.context
+    # a dict is what validate_status passes: looked up without the Mapping ABC's check
+    if type(context) is not dict and not isinstance(context, Mapping):
+        context = {}
     now = context.get("now")
     if isinstance(now, datetime):
         return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
@@ -339,22 +342,38 @@ class StatusMessageV1(WireModel):
     @model_validator(mode="after")
     def _check_sensors(self) -> StatusMessageV1:
         found: list[tuple[tuple[str | int, ...], str, Any]] = []
+        errors = self.sensor_errors
+        default = (-ABS_LIMIT, ABS_LIMIT)
         for name, value in self.sensor_data.items():
-            loc: tuple[str | int, ...] = ("sensor_data", name)
             if value is None:
-                if name not in self.sensor_errors:
-                    found.append((loc, f"null without a reason in sensor_errors.{name}", value))
+                if name not in errors:
+                    found.append(
+                        (
+                            ("sensor_data", name),
+                            f"null without a reason in sensor_errors.{name}",
+                            value,
+                        )
+                    )
                 continue
-            low, high = METRIC_BOUNDS.get(name, (-ABS_LIMIT, ABS_LIMIT))
+            low, high = METRIC_BOUNDS.get(name, default)
             if not (low <= value <= high):
                 found.append(
-                    (loc, f"{value!r} is outside the possible range [{low}, {high}]", value)
+                    (
+                        ("sensor_data", name),
+                        f"{value!r} is outside the possible range [{low}, {high}]",
+                        value,
+                    )
                 )
-            if name in self.sensor_errors:
+            if errors and name in errors:
                 found.append(
-                    (loc, "has a value and an error in sensor_errors; a failed read is null", value)
+                    (
+                        ("sensor_data", name),
+                        "has a value and an error in sensor_errors; a failed read is null",
+                        value,
+                    )
                 )
-        _field_errors("StatusMessageV1", found)
+        if found:
+            _field_errors("StatusMessageV1", found)
         return self
 
     def values(self) -> dict[str, float]:
