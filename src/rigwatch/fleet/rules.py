@@ -33,6 +33,8 @@ module only holds the models and the pure level functions.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -214,27 +216,72 @@ class MetricRule(Strict):
 
     def breaches(self, value: float, threshold: Threshold) -> bool:
         """True when ``value`` is strictly on the bad side of ``threshold``."""
-        if isinstance(threshold, tuple):
-            return value < threshold[0] or value > threshold[1]
-        return value > threshold if self.condition is Condition.ABOVE else value < threshold
+        return _breaches(value, threshold, self.condition is Condition.ABOVE)
+
+    def levels(self) -> LevelRule:
+        """This rule's level functions with its thresholds resolved (what the status engine
+        evaluates every value with)."""
+        fires = tuple(
+            (level, threshold)
+            for level in (Level.CRITICAL, Level.WARNING)  # the worse one first
+            if (threshold := self.threshold(level)) is not None
+        )
+        return LevelRule(
+            rule=self,
+            above=self.condition is Condition.ABOVE,
+            fires=fires,
+            recoveries={level: self.recovery(level) for level, _ in fires},
+        )
 
     def raw_level(self, value: float) -> Level:
         """The level ``value`` alone would have, without hysteresis or delay."""
-        for level in (Level.CRITICAL, Level.WARNING):
-            threshold = self.threshold(level)
-            if threshold is not None and self.breaches(value, threshold):
+        return self.levels().raw_level(value)
+
+    def recovered(self, value: float, level: Level) -> bool:
+        """True when ``value`` is at or inside the recovery threshold of ``level``
+        (a level without a threshold counts as recovered)."""
+        return self.levels().recovered(value, level)
+
+
+def _breaches(value: float, threshold: Threshold, above: bool) -> bool:
+    if isinstance(threshold, tuple):
+        return value < threshold[0] or value > threshold[1]
+    return value > threshold if above else value < threshold
+
+
+@dataclass(frozen=True, slots=True)
+class LevelRule:
+    """The level functions of a :class:`MetricRule`, its thresholds and recovery thresholds
+    resolved once (``MetricRule.levels()``): a plain object, read for every value.
+
+    Attributes:
+        rule: the rule.
+        above: the condition is ``above``.
+        fires: ``(level, threshold)`` of each level the rule has, the worse first.
+        recoveries: level -> its recovery threshold.
+    """
+
+    rule: MetricRule
+    above: bool
+    fires: tuple[tuple[Level, Threshold], ...]
+    recoveries: Mapping[Level, Threshold]
+
+    def raw_level(self, value: float) -> Level:
+        """The level ``value`` alone would have, without hysteresis or delay."""
+        for level, threshold in self.fires:
+            if _breaches(value, threshold, self.above):
                 return level
         return Level.OK
 
     def recovered(self, value: float, level: Level) -> bool:
         """True when ``value`` is at or inside the recovery threshold of ``level``
         (a level without a threshold counts as recovered)."""
-        if self.threshold(level) is None:
+        recovery = self.recoveries.get(level)
+        if recovery is None:
             return True
-        recovery = self.recovery(level)
         if isinstance(recovery, tuple):
             return recovery[0] <= value <= recovery[1]
-        return value <= recovery if self.condition is Condition.ABOVE else value >= recovery
+        return value <= recovery if self.above else value >= recovery
 
 
 class AccessRule(Strict):

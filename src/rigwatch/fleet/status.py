@@ -34,6 +34,7 @@ from rigwatch.fleet.rules import (
     NOT_ACCESSIBLE,
     Colour,
     Level,
+    LevelRule,
     MetricRule,
     MetricStatus,
     RuleSet,
@@ -129,7 +130,7 @@ def _describe(rule: MetricRule, value: float, level: Level) -> str:
 
 
 def step_level(
-    rule: MetricRule, state: _RuleState, value: float | None, at: datetime
+    levels: LevelRule, state: _RuleState, value: float | None, at: datetime
 ) -> tuple[Level, Level]:
     """Advance one rule's state at time ``at``; ``value`` is a new reading, or ``None`` on a
     tick (the last reading still holds, if the caller checked it is fresh).
@@ -143,20 +144,24 @@ def step_level(
     """
     before = state.level
     if value is not None:
-        raw = rule.raw_level(value)
+        raw = levels.raw_level(value)
         for level in (Level.WARNING, Level.CRITICAL):
             if raw >= level:
                 state.since.setdefault(level, at)
             else:
                 state.since.pop(level, None)
         level_now = state.level
-        while level_now > Level.OK and rule.recovered(value, level_now):
+        while level_now > Level.OK and levels.recovered(value, level_now):
             level_now = Level(level_now - 1)
     else:
         level_now = state.level
     for level in (Level.CRITICAL, Level.WARNING):
         start = state.since.get(level)
-        if level > level_now and start is not None and (at - start).total_seconds() >= rule.for_s:
+        if (
+            level > level_now
+            and start is not None
+            and (at - start).total_seconds() >= levels.rule.for_s
+        ):
             level_now = level
             break
     state.level = level_now
@@ -171,6 +176,7 @@ class StatusEngine:
 
     def __init__(self, rules: RuleSet) -> None:
         self._rules = rules
+        self._levels = [rule.levels() for rule in rules.rules]
         self._machines: dict[str, _Machine] = {}
         self._lock = threading.Lock()
 
@@ -183,6 +189,7 @@ class StatusEngine:
         """Use a new rule set; the state of rules whose id is kept carries over."""
         with self._lock:
             self._rules = rules
+            self._levels = [rule.levels() for rule in rules.rules]
             ids = {r.rule_id for r in rules.rules}
             for m in self._machines.values():
                 m.rules = {k: v for k, v in m.rules.items() if k in ids}
@@ -336,7 +343,8 @@ class StatusEngine:
         signals: list[Signal],
     ) -> None:
         errors = msg.missing()
-        for rule in self._rules.rules:
+        for levels in self._levels:
+            rule = levels.rule
             state = m.rules.setdefault(rule.rule_id, _RuleState())
             value = values.get(rule.metric)
             if value is None:
@@ -348,7 +356,7 @@ class StatusEngine:
                     state.since.clear()
                 continue
             state.value, state.value_at, state.error = value, at, None
-            before, after = step_level(rule, state, value, at)
+            before, after = step_level(levels, state, value, at)
             if after != Level.OK:
                 signals.append(
                     Signal(
@@ -441,13 +449,14 @@ class StatusEngine:
         return out
 
     def _advance_pending(self, m: _Machine, now: datetime, signals: list[Signal]) -> None:
-        for rule in self._rules.rules:
+        for levels in self._levels:
+            rule = levels.rule
             state = m.rules.get(rule.rule_id)
             if state is None or not state.since or state.value is None:
                 continue
             if self._stale(rule, state, now):
                 continue
-            before, after = step_level(rule, state, None, now)
+            before, after = step_level(levels, state, None, now)
             if after > before:
                 signals.append(
                     Signal(
