@@ -228,6 +228,7 @@ class MetricRule(Strict):
         )
         return LevelRule(
             rule=self,
+            rule_id=self.rule_id,
             above=self.condition is Condition.ABOVE,
             fires=fires,
             recoveries={level: self.recovery(level) for level, _ in fires},
@@ -256,12 +257,14 @@ class LevelRule:
 
     Attributes:
         rule: the rule.
+        rule_id: ``rule.rule_id``.
         above: the condition is ``above``.
         fires: ``(level, threshold)`` of each level the rule has, the worse first.
         recoveries: level -> its recovery threshold.
     """
 
     rule: MetricRule
+    rule_id: str
     above: bool
     fires: tuple[tuple[Level, Threshold], ...]
     recoveries: Mapping[Level, Threshold]

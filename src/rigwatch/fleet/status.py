@@ -345,7 +345,7 @@ class StatusEngine:
         errors = msg.missing()
         for levels in self._levels:
             rule = levels.rule
-            state = m.rules.setdefault(rule.rule_id, _RuleState())
+            state = m.rules.setdefault(levels.rule_id, _RuleState())
             value = values.get(rule.metric)
             if value is None:
                 if rule.metric in errors:
@@ -361,7 +361,7 @@ class StatusEngine:
                 signals.append(
                     Signal(
                         m.machine_id,
-                        rule.rule_id,
+                        levels.rule_id,
                         _SEVERITY[after],
                         at,
                         _describe(rule, value, after),
@@ -373,7 +373,7 @@ class StatusEngine:
                 signals.append(
                     Signal(
                         m.machine_id,
-                        rule.rule_id,
+                        levels.rule_id,
                         None,
                         at,
                         _describe(rule, value, after),
@@ -451,7 +451,7 @@ class StatusEngine:
     def _advance_pending(self, m: _Machine, now: datetime, signals: list[Signal]) -> None:
         for levels in self._levels:
             rule = levels.rule
-            state = m.rules.get(rule.rule_id)
+            state = m.rules.get(levels.rule_id)
             if state is None or not state.since or state.value is None:
                 continue
             if self._stale(rule, state, now):
@@ -461,7 +461,7 @@ class StatusEngine:
                 signals.append(
                     Signal(
                         m.machine_id,
-                        rule.rule_id,
+                        levels.rule_id,
                         _SEVERITY[after],
                         now,
                         _describe(rule, state.value, after),
@@ -481,18 +481,19 @@ class StatusEngine:
     def _statuses(self, m: _Machine, now: datetime) -> dict[str, MetricStatus]:
         fresh = self._fresh(m, now)
         out: dict[str, MetricStatus] = {}
-        for rule in self._rules.rules:
-            state = m.rules.get(rule.rule_id)
+        for levels in self._levels:
+            rule_id = levels.rule_id
+            state = m.rules.get(rule_id)
             if (
                 not fresh
                 or not m.accessible
                 or state is None
                 or state.value is None
-                or self._stale(rule, state, now)
+                or self._stale(levels.rule, state, now)
             ):
-                out[rule.rule_id] = MetricStatus.UNKNOWN
+                out[rule_id] = MetricStatus.UNKNOWN
             else:
-                out[rule.rule_id] = LEVEL_STATUS[state.level]
+                out[rule_id] = LEVEL_STATUS[state.level]
         return out
 
     def _fresh(self, m: _Machine, now: datetime) -> bool:
