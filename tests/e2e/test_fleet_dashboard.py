@@ -242,6 +242,12 @@ def test_refused_token_shows_the_login_form_and_why(page: Any, fleet: DashboardF
     expect(refused.get_by_test_id("problem-status")).to_have_text("401")
     expect(refused.get_by_test_id("problem-detail")).to_contain_text("token")
     assert page.evaluate("() => localStorage.getItem('rigwatch.fleet.token')") == ""
+    # logged in again: the old token's refusal no longer holds and is gone
+    page.get_by_test_id("login-user").fill(ADMIN[0])
+    page.get_by_test_id("login-password").fill(ADMIN[1])
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_function("() => window.__rigwatch?.map?.ready")
+    expect(page.get_by_test_id("problem")).to_have_count(0)
 
 
 def test_fifty_thousand_machines_are_loaded_and_drawn(
