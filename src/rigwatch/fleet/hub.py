@@ -75,10 +75,6 @@ class LiveClient:
             self.queue.put_nowait(RESYNC)
             self.resyncs += 1
 
-    async def next(self) -> str:
-        """The next encoded update, or :data:`RESYNC`."""
-        return await self.queue.get()
-
     async def take(self, most: int) -> list[str]:
         """Wait for the next item, then take those queued behind it, ``most`` in all."""
         items = [await self.queue.get()]

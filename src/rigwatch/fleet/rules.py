@@ -214,10 +214,6 @@ class MetricRule(Strict):
             raise ValueError(f"rule {self.rule_id!r} has no {level.name.lower()} threshold")
         return threshold - h if self.condition is Condition.ABOVE else threshold + h
 
-    def breaches(self, value: float, threshold: Threshold) -> bool:
-        """True when ``value`` is strictly on the bad side of ``threshold``."""
-        return _breaches(value, threshold, self.condition is Condition.ABOVE)
-
     def levels(self) -> LevelRule:
         """This rule's level functions with its thresholds resolved (what the status engine
         evaluates every value with)."""

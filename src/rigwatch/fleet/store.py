@@ -64,36 +64,48 @@ log = logging.getLogger(__name__)
 
 NS_PER_S = 1_000_000_000
 HOUR_NS = 3600 * NS_PER_S
-_MESSAGE_COLUMNS = (
-    "status_messages "
-    "(machine_id, seq, ts_ns, received_ns, backfill, status, accessible, extra, metric_values)"
+_MESSAGE_FIELDS = (
+    ("machine_id", "text"),
+    ("seq", "bigint"),
+    ("ts_ns", "bigint"),
+    ("received_ns", "bigint"),
+    ("backfill", "boolean"),
+    ("status", "text"),
+    ("accessible", "boolean"),
+    ("extra", "json"),
+    ("metric_values", "json"),
+)
+"""The columns a batch writes to ``status_messages``, with their PostgreSQL types."""
+
+_LATEST_FIELDS = (
+    ("machine_id", "text"),
+    ("colour", "text"),
+    ("reason", "text"),
+    ("ts_ns", "bigint"),
+    ("received_ns", "bigint"),
+    ("last_fresh_ns", "bigint"),
+    ("last_seq", "bigint"),
+    ('"values"', "json"),
+    ("metrics", "json"),
+    ("info", "json"),
+)
+"""The columns of ``latest_state``, with their PostgreSQL types."""
+
+
+def _names(fields: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(name for name, _ in fields)
+
+
+_MESSAGE_COLUMNS = f"status_messages ({_names(_MESSAGE_FIELDS)})"
+
+_LATEST_UPDATE = "ON CONFLICT (machine_id) DO UPDATE SET " + ", ".join(
+    f"{name} = excluded.{name}" for name, _ in _LATEST_FIELDS[1:]
 )
 
-_LATEST_COLUMNS = (
-    "machine_id",
-    "colour",
-    "reason",
-    "ts_ns",
-    "received_ns",
-    "last_fresh_ns",
-    "last_seq",
-    '"values"',
-    "metrics",
-    "info",
+_LATEST_UPSERT_SQLITE = (
+    f"INSERT INTO latest_state ({_names(_LATEST_FIELDS)}) "
+    f"VALUES ({', '.join('?' for _ in _LATEST_FIELDS)}) {_LATEST_UPDATE}"
 )
-_LATEST_JSON = ('"values"', "metrics", "info")
-
-
-def _latest_upsert(mark: str, json_mark: str) -> str:
-    marks = ", ".join(json_mark if c in _LATEST_JSON else mark for c in _LATEST_COLUMNS)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in _LATEST_COLUMNS[1:])
-    return (
-        f"INSERT INTO latest_state ({', '.join(_LATEST_COLUMNS)}) VALUES ({marks}) "
-        f"ON CONFLICT (machine_id) DO UPDATE SET {updates}"
-    )
-
-
-_LATEST_UPSERT_SQLITE = _latest_upsert("?", "?")
 """Insert or replace a machine's whole latest state (one row; run with ``executemany``)."""
 
 
@@ -113,51 +125,33 @@ def _latest_row(w: LatestWrite) -> tuple[Any, ...]:
     )
 
 
-_LATEST_PG_TYPES = (
-    "text", "text", "text", "bigint", "bigint", "bigint", "bigint", "json", "json", "json"
-)  # fmt: skip
-
-
-def _latest_upsert_recordset() -> str:
-    columns = ", ".join(_LATEST_COLUMNS)
-    record = ", ".join(f"{c} {t}" for c, t in zip(_LATEST_COLUMNS, _LATEST_PG_TYPES, strict=True))
-    updates = ", ".join(f"{c} = excluded.{c}" for c in _LATEST_COLUMNS[1:])
+def _from_json_records(table: str, fields: tuple[tuple[str, str], ...], param: str) -> str:
+    """``INSERT INTO table (...) SELECT ... FROM json_to_recordset(param)``: the rows as one
+    JSON array of objects (a JSON null becomes SQL NULL)."""
+    record = ", ".join(f"{name} {pg_type}" for name, pg_type in fields)
     return (
-        f"INSERT INTO latest_state ({columns}) SELECT {columns} "
-        f"FROM json_to_recordset(%s::json) AS r({record}) "
-        f"ON CONFLICT (machine_id) DO UPDATE SET {updates}"
+        f"INSERT INTO {table} ({_names(fields)}) SELECT {_names(fields)} "
+        f"FROM json_to_recordset({param}::json) AS r({record})"
     )
 
 
-_LATEST_UPSERT_PG = _latest_upsert_recordset()
+_LATEST_UPSERT_PG = f"{_from_json_records('latest_state', _LATEST_FIELDS, '%s')} {_LATEST_UPDATE}"
+"""Insert or replace the whole latest state of many machines in one statement: the rows travel
+as one JSON parameter (serialised by orjson in one call), so one round trip and one statement
+text, which psycopg prepares, whatever the number of machines. Machines are unique within a
+commit, as ``ON CONFLICT DO UPDATE`` requires."""
 
-_MESSAGE_PG_RECORD = (
-    "machine_id text, seq bigint, ts_ns bigint, received_ns bigint, backfill boolean, "
-    "status text, accessible boolean, extra json, metric_values json"
+_BATCH_PG = (
+    f"WITH written AS ("
+    f"{_from_json_records('status_messages', _MESSAGE_FIELDS, '%(messages)s')}) "
+    f"{_from_json_records('latest_state', _LATEST_FIELDS, '%(latest)s')} {_LATEST_UPDATE}"
 )
-
-
-def _batch_pg() -> str:
-    columns = _MESSAGE_COLUMNS.split(" ", 1)[1].strip("()")
-    latest = _latest_upsert_recordset().replace("%s::json", "%(latest)s::json")
-    return (
-        f"WITH written AS (INSERT INTO status_messages ({columns}) SELECT {columns} "
-        f"FROM json_to_recordset(%(messages)s::json) AS m({_MESSAGE_PG_RECORD})) {latest}"
-    )
-
-
-_BATCH_PG = _batch_pg()
 """A whole group commit on PostgreSQL as one statement, run outside an explicit transaction:
 the message rows and the machines' latest states, each as one JSON parameter. A statement is
 atomic on its own (its data-modifying ``WITH`` part runs to completion with it or not at all),
 so this is the same all-or-nothing commit in one round trip instead of five (``BEGIN``, the
 ``COPY`` and its end, the upsert, ``COMMIT``), each of which waits for the server and, in the
 writer thread, for the GIL."""
-"""Insert or replace the whole latest state of many machines in one statement: the rows travel
-as one JSON array of objects (one parameter, serialised by orjson in one call; a JSON null
-becomes SQL NULL), so one round trip and one statement text, which psycopg prepares, whatever
-the number of machines. Machines are unique within a commit, as ``ON CONFLICT DO UPDATE``
-requires."""
 
 MAX_POINTS = 100_000
 """Most points one history answer holds (``truncated`` set beyond)."""

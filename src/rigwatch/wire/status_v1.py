@@ -372,8 +372,7 @@ class StatusMessageV1(WireModel):
                         value,
                     )
                 )
-        if found:
-            _field_errors("StatusMessageV1", found)
+        _field_errors("StatusMessageV1", found)
         return self
 
     def values(self) -> dict[str, float]:

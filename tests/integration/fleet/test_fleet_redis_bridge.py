@@ -50,8 +50,8 @@ async def _scenario(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]
         # the channel has been through both listeners (a subscriber gets them in order)
         last = {"origin": "another", "updates": [_update("m3", 3.0)]}
         await raw.publish(channel, orjson.dumps(last))
-        got_b = [orjson.loads(await asyncio.wait_for(client_b.next(), 10)) for _ in range(3)]
-        got_a = [orjson.loads(await asyncio.wait_for(client_a.next(), 10)) for _ in range(3)]
+        got_b = [orjson.loads(await asyncio.wait_for(client_b.queue.get(), 10)) for _ in range(3)]
+        got_a = [orjson.loads(await asyncio.wait_for(client_a.queue.get(), 10)) for _ in range(3)]
         assert client_a.queue.empty()
         await raw.delete(prefix + "latest")
     finally:
