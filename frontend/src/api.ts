@@ -78,12 +78,20 @@ function isProblem(v: unknown): v is Problem {
 }
 
 /** The problem a response carries; a made-up one (its status, the start of its body) when
- * its body is not problem details. */
+ * its body is not problem details. Invalid fields come as `{field, reason}` (the station) or
+ * `{field, message}` (the fleet server): both are read as `{field, reason}`. */
 export async function problemFromResponse(resp: Response): Promise<Problem> {
   const text = await resp.text().catch(() => "");
   try {
     const body: unknown = JSON.parse(text);
-    if (isProblem(body)) return body;
+    if (isProblem(body)) {
+      if (!body.errors) return body;
+      const errors = (body.errors as unknown as Record<string, string | undefined>[]).map((e) => ({
+        field: e.field ?? "",
+        reason: e.reason ?? e.message ?? "",
+      }));
+      return { ...body, errors };
+    }
   } catch {
     /* not JSON: described below */
   }

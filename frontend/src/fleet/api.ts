@@ -1,9 +1,10 @@
 // REST client of the fleet server (src/rigwatch/fleet/routes_api.py, schemas.py). Requests
 // carry the login token (`Authorization: Bearer`); failures throw the station client's
 // ApiError with the server's RFC 9457 problem details (read by the station client's
-// problemFromResponse), so the shared problem display shows them. A 401 tells the shell
-// (login needed) through `onUnauthorized`; one of a request sent without a token throws
-// LoginRequired (no token was refused: the login form is all there is to show).
+// problemFromResponse, field problems included), so the shared problem display shows them.
+// A 401 tells the shell (login needed) through `onUnauthorized`; one of a request sent
+// without a token throws LoginRequired (no token was refused: the login form is all there is
+// to show).
 
 import { ApiError, type Problem, problemFromResponse } from "../api";
 import { settings } from "../util";
@@ -154,18 +155,6 @@ export class LoginRequired extends ApiError {
   }
 }
 
-/** The response's problem details, its invalid fields as the shared display reads them. */
-async function fleetProblem(resp: Response): Promise<Problem> {
-  const problem = await problemFromResponse(resp);
-  if (!problem.errors) return problem;
-  // the fleet names bad fields {field, message, type}; the display reads {field, reason}
-  const errors = (problem.errors as unknown as Record<string, string>[]).map((e) => ({
-    field: e.field ?? "",
-    reason: e.reason ?? e.message ?? "",
-  }));
-  return { ...problem, errors };
-}
-
 interface RequestOpts {
   body?: unknown;
   timeoutMs?: number;
@@ -193,7 +182,7 @@ async function request<T>(method: "GET" | "POST", url: string, opts: RequestOpts
       signal: ctrl.signal,
     });
     if (!resp.ok) {
-      const problem = await fleetProblem(resp);
+      const problem = await problemFromResponse(resp);
       if (resp.status === 401 && !opts.anonymous) {
         unauthorized(problem);
         if (!s) throw new LoginRequired(what, problem);
