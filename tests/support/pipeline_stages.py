@@ -16,11 +16,40 @@ from PIL import Image
 
 from rigwatch.pipeline.analysis.roi_manifest import Roi, RoiManifest, write_roi_manifest
 from rigwatch.pipeline.config import PipelineConfig, load_pipeline_config
+from rigwatch.pipeline.manifest import ArtifactRecord
 from rigwatch.pipeline.phorest_import import dump_toml
+from rigwatch.pipeline.stages.handlers.records import ReportRecord
 from rigwatch.pipeline.stages.sources.names import image_name
 from rigwatch.pipeline.stages.worker import StageLoop, wait_until
 
 T0_NS = 1_700_000_000_000_000_000
+
+
+def roi_record(aid: int, mu: float, temp: float = 21.5) -> ReportRecord:
+    """A reporter's record of image ``aid``: one ROI ``ROI_A1_1`` whose ``mu`` median and mean
+    are ``mu``, and the ``chip`` temperature ``temp`` (degrees C)."""
+    artifact = ArtifactRecord(
+        aid,
+        "image",
+        f"/d/image_{aid}.png",
+        None,
+        None,
+        1_700_000_000 * 10**9 + aid,
+        1,
+        1,
+        {"temperature_readings": {"chip": temp}},
+    )
+    result = {
+        "image_analysis": [
+            {"brightness": 123.5, "contrast": 40.0},
+            {
+                "ROI-label": "ROI_A1_1",
+                "Analysis-method": "gaussian",
+                "mu": {"Median": mu, "Mean": mu},
+            },
+        ]
+    }
+    return ReportRecord(artifact, result, artifact.captured_ns or 0)
 
 
 def tiny_image(peak_col: int, shape: tuple[int, int] = (8, 32)) -> np.ndarray:

@@ -16,41 +16,15 @@ import aiomqtt
 import pytest
 
 from rigwatch.pipeline.config import MqttHandler, OpcUaHandler
-from rigwatch.pipeline.manifest import ArtifactRecord
 from rigwatch.pipeline.stages.handlers.mqtt import Mqtt
 from rigwatch.pipeline.stages.handlers.opcua import OpcUa
-from rigwatch.pipeline.stages.handlers.records import ReportRecord
 from rigwatch.pipeline.stages.worker import wait_until
+from support.pipeline_stages import roi_record
 from support.services import configured_mqtt_url, mqtt_url
 
 MQTT_URL = configured_mqtt_url()
 _u = urlparse(MQTT_URL)
 MQTT_HOST, MQTT_PORT = _u.hostname or "127.0.0.1", _u.port or 1883
-
-
-def _record(aid: int, mu: float, temp: float) -> ReportRecord:
-    artifact = ArtifactRecord(
-        aid,
-        "image",
-        f"/d/image_{aid}.png",
-        None,
-        None,
-        1_700_000_000 * 10**9 + aid,
-        1,
-        1,
-        {"temperature_readings": {"chip": temp}},
-    )
-    result = {
-        "image_analysis": [
-            {"brightness": 123.5, "contrast": 40.0},
-            {
-                "ROI-label": "ROI_A1_1",
-                "Analysis-method": "gaussian",
-                "mu": {"Median": mu, "Mean": mu},
-            },
-        ]
-    }
-    return ReportRecord(artifact, result, artifact.captured_ns or 0)
 
 
 def _free_port() -> int:
@@ -117,10 +91,10 @@ def test_opcua_values_land_in_server(opcua_server: tuple[str, dict[str, object]]
         )
     )
     try:
-        detail = handler.deliver(_record(7, 61.25, 23.5))
+        detail = handler.deliver(roi_record(7, 61.25, 23.5))
         # artifact_id is not in the result: two of the three present keys are written
         assert detail["nodes_written"] == 2
-        handler.deliver(_record(8, 62.5, 24.0))
+        handler.deliver(roi_record(8, 62.5, 24.0))
     finally:
         handler.close()
 
@@ -147,7 +121,7 @@ def test_opcua_unreachable_is_a_delivery_error() -> None:
     )
     try:
         with pytest.raises(DeliveryError, match="opcua"):
-            handler.deliver(_record(1, 1.0, 20.0))
+            handler.deliver(roi_record(1, 1.0, 20.0))
     finally:
         handler.close()
 
@@ -179,7 +153,7 @@ def test_mqtt_messages_reach_mosquitto(broker: None, tmp_path: Path) -> None:
     assert subscribed.wait(10)
     handler = Mqtt(MqttHandler(host=MQTT_HOST, port=MQTT_PORT, topic=prefix))
     try:
-        details = [handler.deliver(_record(i, 60.0 + i, 22.0)) for i in (1, 2, 3)]
+        details = [handler.deliver(roi_record(i, 60.0 + i, 22.0)) for i in (1, 2, 3)]
     finally:
         handler.close()
     assert details[0]["topic"] == f"{prefix}/image"

@@ -14,33 +14,12 @@ import pytest
 
 from rigwatch.errors import DeliveryError
 from rigwatch.pipeline.config import MqttHandler, OpcUaHandler
-from rigwatch.pipeline.manifest import ArtifactRecord
 from rigwatch.pipeline.stages.handlers.aio import AsyncClientHandler
 from rigwatch.pipeline.stages.handlers.mqtt import Mqtt, message_of
 from rigwatch.pipeline.stages.handlers.opcua import OpcUa
 from rigwatch.pipeline.stages.handlers.records import ReportRecord
 from rigwatch.pipeline.stages.worker import wait_until
-
-
-def record(aid: int, mu: float) -> ReportRecord:
-    artifact = ArtifactRecord(
-        aid,
-        "image",
-        f"/d/image_{aid}.png",
-        None,
-        None,
-        1_700_000_000 * 10**9 + aid,
-        1,
-        1,
-        {"temperature_readings": {"chip": 21.5}},
-    )
-    result = {
-        "image_analysis": [
-            {"brightness": 123.5, "contrast": 40.0},
-            {"ROI-label": "ROI_A1_1", "mu": {"Median": mu}},
-        ]
-    }
-    return ReportRecord(artifact, result, artifact.captured_ns or 0)
+from support.pipeline_stages import roi_record
 
 
 def free_port() -> int:
@@ -84,7 +63,7 @@ class Probe(AsyncClientHandler):
             raise self.close_error
 
     def deliver(self, record: ReportRecord) -> dict[str, Any]:
-        n = self.send(lambda client: self._number(client), self.timeout_s)
+        n = self.send(self._number, self.timeout_s)
         return {"client": n}
 
     async def _number(self, client: Client) -> int:
@@ -98,14 +77,14 @@ async def refuse(client: Client) -> int:
 def test_one_client_serves_every_delivery_until_an_error() -> None:
     handler = Probe()
     try:
-        assert handler.deliver(record(1, 60.0)) == {"client": 1}
-        assert handler.deliver(record(2, 61.0)) == {"client": 1}
+        assert handler.deliver(roi_record(1, 60.0)) == {"client": 1}
+        assert handler.deliver(roi_record(2, 61.0)) == {"client": 1}
         assert len(handler.opened) == 1 and handler.closed == []
         with pytest.raises(DeliveryError) as err:
             handler.send(refuse, 5.0)
         assert str(err.value) == "probe host:1: RuntimeError: refused"
         assert handler.closed == handler.opened  # closed after the error...
-        assert handler.deliver(record(3, 62.0)) == {"client": 2}  # ...and opened again
+        assert handler.deliver(roi_record(3, 62.0)) == {"client": 2}  # ...and opened again
     finally:
         handler.close()
     assert handler.closed == handler.opened
@@ -116,10 +95,10 @@ def test_a_failed_connect_is_a_delivery_error_and_is_tried_again() -> None:
     handler.open_error = ConnectionRefusedError("nobody listens")
     try:
         with pytest.raises(DeliveryError, match=r"^probe host:1: ConnectionRefusedError: nobody"):
-            handler.deliver(record(1, 60.0))
+            handler.deliver(roi_record(1, 60.0))
         assert handler.opened == [] and handler.closed == []  # no client: nothing to close
         handler.open_error = None
-        assert handler.deliver(record(1, 60.0)) == {"client": 1}
+        assert handler.deliver(roi_record(1, 60.0)) == {"client": 1}
     finally:
         handler.close()
 
@@ -147,7 +126,7 @@ def test_a_delivery_over_its_time_limit_is_cancelled_and_its_client_closed() -> 
 
 def test_close_ends_the_client_and_the_loop_even_when_disconnecting_fails() -> None:
     handler = Probe()
-    handler.deliver(record(1, 60.0))
+    handler.deliver(roi_record(1, 60.0))
     handler.close_error = OSError("connection reset")
     handler.close()  # logged, not raised
     assert handler.closed == handler.opened
@@ -185,7 +164,7 @@ class FakeMqtt(Mqtt):
 def test_mqtt_publishes_one_message_per_record_on_one_connection() -> None:
     handler = FakeMqtt(MqttHandler(topic="rig/results", qos=2, retain=True, timeout_s=3.0))
     try:
-        first, second = record(1, 60.0), record(2, 61.0)
+        first, second = roi_record(1, 60.0), roi_record(2, 61.0)
         detail = handler.deliver(first)
         handler.deliver(second)
         (client,) = handler.clients
@@ -196,9 +175,9 @@ def test_mqtt_publishes_one_message_per_record_on_one_connection() -> None:
         assert detail == {"topic": "rig/results/image", "qos": 2, "bytes": len(body)}
         client.fail = RuntimeError("broker went away")
         with pytest.raises(DeliveryError, match=r"^mqtt 127.0.0.1:1883: RuntimeError: broker"):
-            handler.deliver(record(3, 62.0))
+            handler.deliver(roi_record(3, 62.0))
         assert client.exited
-        handler.deliver(record(3, 62.0))
+        handler.deliver(roi_record(3, 62.0))
         assert len(handler.clients) == 2 and len(handler.clients[1].published) == 1
     finally:
         handler.close()
@@ -210,7 +189,7 @@ def test_mqtt_without_a_broker_is_a_delivery_error() -> None:
     handler = Mqtt(MqttHandler(host="127.0.0.1", port=port, timeout_s=2.0))
     try:
         with pytest.raises(DeliveryError, match=rf"^mqtt 127.0.0.1:{port}: "):
-            handler.deliver(record(1, 60.0))
+            handler.deliver(roi_record(1, 60.0))
     finally:
         handler.close()
 
@@ -268,17 +247,17 @@ def test_opcua_writes_converted_values_and_reads_each_node_type_once_per_connect
     )
     handler = FakeOpcUa(config, {"ns=2;s=Mu": mu, "ns=2;s=T": temp})
     try:
-        detail = handler.deliver(record(1, 60.25))
+        detail = handler.deliver(roi_record(1, 60.25))
         assert detail == {"endpoint": "opc.tcp://plc:4840/", "nodes_written": 2}  # no "x"
-        handler.deliver(record(2, 61.5))
+        handler.deliver(roi_record(2, 61.5))
         assert (mu.values, temp.values) == ([60.25, 61.5], [22, 22])  # 21.5 rounded to Int32
         assert (mu.type_reads, temp.type_reads) == (1, 1)
         mu.fail = RuntimeError("BadNodeIdUnknown")
         with pytest.raises(DeliveryError, match=r"^opcua opc.tcp://plc:4840/: RuntimeError: Bad"):
-            handler.deliver(record(3, 62.0))
+            handler.deliver(roi_record(3, 62.0))
         assert handler.clients[0].disconnected
         mu.fail = None
-        handler.deliver(record(3, 62.0))
+        handler.deliver(roi_record(3, 62.0))
         assert len(handler.clients) == 2
         assert (mu.type_reads, temp.type_reads) == (2, 2)  # read again on the new connection
     finally:

@@ -70,9 +70,7 @@ def write_bytes_durably(final: Path, data: bytes) -> None:
     fsync_dir(final.parent)
 
 
-def copy_durably(
-    source: Path, final: Path, tag: str = "part", sync_dir: bool = True
-) -> tuple[str, int]:
+def copy_durably(source: Path, final: Path, sync_dir: bool = True) -> tuple[str, int]:
     """Copy ``source`` to ``final`` via a hidden temporary file in ``final``'s folder; the
     copy is fsynced, read back and checked, then renamed into place (and the folder flushed,
     unless ``sync_dir`` is false: a caller copying a batch flushes the folder once with
@@ -85,7 +83,7 @@ def copy_durably(
         OSError: reading or writing failed; ValueError: the copy read back differs from the
             source (the temporary file is removed in both cases, ``final`` untouched).
     """
-    tmp = work_name(final, tag)
+    tmp = work_name(final, "part")
     digest = hashlib.sha256()
     size = 0
     try:
