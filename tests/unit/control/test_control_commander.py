@@ -4,63 +4,29 @@ one audit row and one count, and nothing is sent."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rigwatch.control.actuators import (
-    ActuatorReading,
-    ActuatorSpec,
-    StateTable,
-    Status,
-    Value,
-)
+from rigwatch.control.actuators import ActuatorSpec
 from rigwatch.control.audit import AuditLog
 from rigwatch.control.commander import Commander
 from rigwatch.control.interlocks import ARMING_RULE
 from rigwatch.errors import CommandRefused, InvalidCommand
+from support.control_fakes import AckBank
 
-
-class Bank:
-    """Acknowledges every command at once and remembers what it was sent."""
-
-    name = "bank"
-
-    def __init__(self) -> None:
-        self._specs = (
-            ActuatorSpec("GOX1", "valve", "closed", hot=True),
-            ActuatorSpec("PURGE1", "valve", "closed"),
-            ActuatorSpec("MOTOR1", "position", None, minimum=0, maximum=180, unit="deg"),
-        )
-        self.state = StateTable([s.name for s in self._specs])
-        self.sent: list[dict[str, Value]] = []
-
-    @property
-    def specs(self) -> Sequence[ActuatorSpec]:
-        return self._specs
-
-    def connect(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def read(self) -> dict[str, ActuatorReading]:
-        return self.state.read()
-
-    def apply(self, changes: Mapping[str, Value]) -> Status:
-        self.sent.append(dict(changes))
-        self.state.acknowledged(changes)
-        st = Status(str(changes))
-        st.set_finished("ack")
-        return st
+SPECS = (
+    ActuatorSpec("GOX1", "valve", "closed", hot=True),
+    ActuatorSpec("PURGE1", "valve", "closed"),
+    ActuatorSpec("MOTOR1", "position", None, minimum=0, maximum=180, unit="deg"),
+)
 
 
 @pytest.fixture
-def parts(tmp_path: Path) -> Iterator[tuple[Commander, Bank, AuditLog]]:
-    bank = Bank()
+def parts(tmp_path: Path) -> Iterator[tuple[Commander, AckBank, AuditLog]]:
+    bank = AckBank(SPECS)
     audit = AuditLog(tmp_path / "audit.sqlite")
     yield Commander([bank], audit=audit), bank, audit
     audit.close()
@@ -84,7 +50,7 @@ def parts(tmp_path: Path) -> Iterator[tuple[Commander, Bank, AuditLog]]:
     ],
 )
 def test_control_malformed_command_is_invalid_audited_once_and_counted_once(
-    parts: tuple[Commander, Bank, AuditLog], changes: dict[str, Any], message: str, value: str
+    parts: tuple[Commander, AckBank, AuditLog], changes: dict[str, Any], message: str, value: str
 ) -> None:
     commander, bank, audit = parts
     with pytest.raises(InvalidCommand) as info:
@@ -113,7 +79,7 @@ def test_control_malformed_command_is_invalid_audited_once_and_counted_once(
 
 
 def test_control_normalise_raises_invalid_command_and_records_nothing(
-    parts: tuple[Commander, Bank, AuditLog],
+    parts: tuple[Commander, AckBank, AuditLog],
 ) -> None:
     commander, _bank, audit = parts
     assert commander.normalise({"PURGE1": 1, "MOTOR1": "45"}) == {"PURGE1": "open", "MOTOR1": 45.0}
@@ -123,7 +89,7 @@ def test_control_normalise_raises_invalid_command_and_records_nothing(
 
 
 def test_control_interlock_refusal_is_not_invalid_and_is_audited_once(
-    parts: tuple[Commander, Bank, AuditLog],
+    parts: tuple[Commander, AckBank, AuditLog],
 ) -> None:
     commander, bank, audit = parts
     with pytest.raises(CommandRefused) as info:
@@ -147,7 +113,7 @@ def test_control_interlock_refusal_is_not_invalid_and_is_audited_once(
 
 
 def test_control_accepted_command_is_audited_ok_with_canonical_values(
-    parts: tuple[Commander, Bank, AuditLog],
+    parts: tuple[Commander, AckBank, AuditLog],
 ) -> None:
     commander, bank, audit = parts
     status = commander.command({"PURGE1": True, "MOTOR1": 45}, who="ana", source="api")

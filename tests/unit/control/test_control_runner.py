@@ -4,12 +4,12 @@ request is refused with the state, the reason and the allowed actions, and chang
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from rigwatch.control.actuators import ActuatorReading, ActuatorSpec, StateTable, Status, Value
+from rigwatch.control.actuators import ActuatorSpec, Status, Value
 from rigwatch.control.audit import AuditLog
 from rigwatch.control.commander import Commander
 from rigwatch.control.interlocks import Interlocks
@@ -18,40 +18,29 @@ from rigwatch.control.scenarios import Scenario
 from rigwatch.control.states import RunnerState as S
 from rigwatch.control.values import LatestValues
 from rigwatch.errors import ActuatorFault, TransitionRefused
+from support.control_fakes import AckBank
 
 ABORT = {"steps": [{"set": {"GOX1": "closed"}}, {"set": {"PURGE1": "closed"}}]}
 
 
-class FakeBank:
+class FakeBank(AckBank):
     """Acknowledges at once, or holds acknowledgements while ``gate`` is closed."""
 
-    name = "fake"
-
     def __init__(self) -> None:
-        self._specs = (
-            ActuatorSpec("GOX1", "valve", "closed", hot=True),
-            ActuatorSpec("PURGE1", "valve", "closed"),
+        super().__init__(
+            (
+                ActuatorSpec("GOX1", "valve", "closed", hot=True),
+                ActuatorSpec("PURGE1", "valve", "closed"),
+            ),
+            name="fake",
         )
-        self.state = StateTable([s.name for s in self._specs])
-        self.sent: list[dict[str, Value]] = []
         self.gate = threading.Event()
         self.gate.set()
         self.fail_next: str | None = None
         self._held: list[tuple[Status, dict[str, Value]]] = []
 
-    @property
-    def specs(self) -> Sequence[ActuatorSpec]:
-        return self._specs
-
-    def connect(self) -> None: ...
-
     def close(self) -> None:
         self.release()
-
-    def stop(self) -> None: ...
-
-    def read(self) -> dict[str, ActuatorReading]:
-        return self.state.read()
 
     def apply(self, changes: Mapping[str, Value]) -> Status:
         self.sent.append(dict(changes))

@@ -5,12 +5,12 @@ nothing when nothing changed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rigwatch.control.actuators import ActuatorReading, ActuatorSpec, StateTable, Status, Value
+from rigwatch.control.actuators import ActuatorSpec
 from rigwatch.control.audit import AuditLog
 from rigwatch.control.authority import ControlAuthority
 from rigwatch.control.commander import Commander
@@ -21,36 +21,7 @@ from rigwatch.control.scenarios import Scenario
 from rigwatch.control.states import RunnerState as S
 from rigwatch.control.values import LatestValues
 from rigwatch.control.watchdogs import Watchdogs
-
-
-class AckBank:
-    """Two valves acknowledged at once."""
-
-    name = "bank"
-
-    def __init__(self) -> None:
-        self._specs = (ActuatorSpec("V1", "valve", "closed"), ActuatorSpec("V2", "valve", "closed"))
-        self.state = StateTable([s.name for s in self._specs])
-
-    @property
-    def specs(self) -> Sequence[ActuatorSpec]:
-        return self._specs
-
-    def connect(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def read(self) -> dict[str, ActuatorReading]:
-        return self.state.read()
-
-    def apply(self, changes: Mapping[str, Value]) -> Status:
-        st = Status(str(changes))
-        self.state.acknowledged(changes)
-        st.set_finished("ack")
-        return st
-
+from support.control_fakes import AckBank
 
 TWO_HOLDS = Scenario.model_validate(
     {
@@ -69,7 +40,9 @@ TWO_HOLDS = Scenario.model_validate(
 
 class Stand:
     def __init__(self, tmp_path: Path) -> None:
-        self.bank = AckBank()
+        self.bank = AckBank(
+            (ActuatorSpec("V1", "valve", "closed"), ActuatorSpec("V2", "valve", "closed"))
+        )
         self.audit = AuditLog(tmp_path / "audit.sqlite")
         specs = {s.name: s for s in self.bank.specs}
         self.commander = Commander([self.bank], Interlocks([], specs), self.audit)
