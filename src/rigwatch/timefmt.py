@@ -40,6 +40,13 @@ def iso_utc(ts_ns: int) -> str:
     return from_ns(ts_ns).isoformat().replace("+00:00", "Z")
 
 
+def iso_utc_datetime(at: datetime) -> str:
+    """ISO 8601 UTC text of an aware datetime (a naive one is taken as UTC), as
+    :func:`iso_utc` writes it (``2024-05-01T12:00:00.123456Z``; no fraction when it is 0)."""
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return at.isoformat().replace("+00:00", "Z")
+
+
 def file_stamp(ts_ns: int) -> str:
     """``%Y%m%dT%H%M%S_%fZ`` of a timestamp, for file names (``20240501T120000_123456Z``).
 

@@ -32,6 +32,7 @@ module only holds the models and the pure level functions.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -218,17 +219,26 @@ class MetricRule(Strict):
         """This rule's level functions with its thresholds resolved (what the status engine
         evaluates every value with)."""
         fires = tuple(
-            (level, threshold)
+            (level, *self._bad_outside(threshold))
             for level in (Level.CRITICAL, Level.WARNING)  # the worse one first
             if (threshold := self.threshold(level)) is not None
         )
         return LevelRule(
             rule=self,
             rule_id=self.rule_id,
-            above=self.condition is Condition.ABOVE,
             fires=fires,
-            recoveries={level: self.recovery(level) for level, _ in fires},
+            recoveries={level: self._bad_outside(self.recovery(level)) for level, _, _ in fires},
         )
+
+    def _bad_outside(self, threshold: Threshold) -> tuple[float, float]:
+        """``threshold`` as the band ``(low, high)`` outside which a value breaches it (and
+        inside which, at the ends included, a value is recovered): one comparison form for
+        every condition."""
+        if isinstance(threshold, tuple):
+            return threshold
+        if self.condition is Condition.ABOVE:
+            return (-math.inf, threshold)
+        return (threshold, math.inf)
 
     def raw_level(self, value: float) -> Level:
         """The level ``value`` alone would have, without hysteresis or delay."""
@@ -240,47 +250,39 @@ class MetricRule(Strict):
         return self.levels().recovered(value, level)
 
 
-def _breaches(value: float, threshold: Threshold, above: bool) -> bool:
-    if isinstance(threshold, tuple):
-        return value < threshold[0] or value > threshold[1]
-    return value > threshold if above else value < threshold
-
-
 @dataclass(frozen=True, slots=True)
 class LevelRule:
     """The level functions of a :class:`MetricRule`, its thresholds and recovery thresholds
-    resolved once (``MetricRule.levels()``): a plain object, read for every value.
+    resolved once (``MetricRule.levels()``) into bands: a plain object, read for every value.
+
+    A threshold ``above t`` is the band ``(-inf, t)``, ``below t`` is ``(t, inf)``, ``outside
+    [low, high]`` is the band itself: a value breaches a level when it is outside the level's
+    band, and has recovered from it when it is inside (ends included) its recovery band.
 
     Attributes:
         rule: the rule.
         rule_id: ``rule.rule_id``.
-        above: the condition is ``above``.
-        fires: ``(level, threshold)`` of each level the rule has, the worse first.
-        recoveries: level -> its recovery threshold.
+        fires: ``(level, low, high)`` of each level the rule has, the worse first.
+        recoveries: level -> its recovery band ``(low, high)``.
     """
 
     rule: MetricRule
     rule_id: str
-    above: bool
-    fires: tuple[tuple[Level, Threshold], ...]
-    recoveries: Mapping[Level, Threshold]
+    fires: tuple[tuple[Level, float, float], ...]
+    recoveries: Mapping[Level, tuple[float, float]]
 
     def raw_level(self, value: float) -> Level:
         """The level ``value`` alone would have, without hysteresis or delay."""
-        for level, threshold in self.fires:
-            if _breaches(value, threshold, self.above):
+        for level, low, high in self.fires:
+            if value < low or value > high:
                 return level
         return Level.OK
 
     def recovered(self, value: float, level: Level) -> bool:
         """True when ``value`` is at or inside the recovery threshold of ``level``
         (a level without a threshold counts as recovered)."""
-        recovery = self.recoveries.get(level)
-        if recovery is None:
-            return True
-        if isinstance(recovery, tuple):
-            return recovery[0] <= value <= recovery[1]
-        return value <= recovery if self.above else value >= recovery
+        band = self.recoveries.get(level)
+        return band is None or band[0] <= value <= band[1]
 
 
 class AccessRule(Strict):

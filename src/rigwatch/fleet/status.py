@@ -145,6 +145,8 @@ def step_level(
     before = state.level
     if value is not None:
         raw = levels.raw_level(value)
+        if raw is Level.OK and before is Level.OK and not state.since:
+            return before, before  # within limits, nothing fired or pending: most readings
         for level in (Level.WARNING, Level.CRITICAL):
             if raw >= level:
                 state.since.setdefault(level, at)
@@ -342,10 +344,12 @@ class StatusEngine:
         at: datetime,
         signals: list[Signal],
     ) -> None:
-        errors = msg.missing()
+        errors = msg.sensor_errors
         for levels in self._levels:
             rule = levels.rule
-            state = m.rules.setdefault(levels.rule_id, _RuleState())
+            state = m.rules.get(levels.rule_id)
+            if state is None:
+                state = m.rules[levels.rule_id] = _RuleState()
             value = values.get(rule.metric)
             if value is None:
                 if rule.metric in errors:
@@ -489,7 +493,8 @@ class StatusEngine:
                 or not m.accessible
                 or state is None
                 or state.value is None
-                or self._stale(levels.rule, state, now)
+                # a value read at ``now`` is fresh: no time arithmetic for those of a message
+                or (state.value_at is not now and self._stale(levels.rule, state, now))
             ):
                 out[rule_id] = MetricStatus.UNKNOWN
             else:

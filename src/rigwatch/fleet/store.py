@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -194,7 +194,7 @@ class LatestWrite:
     machine_id: str
     colour: str
     reason: str
-    metrics: dict[str, str]
+    metrics: Mapping[str, str]
     last_seq: int | None
     full: bool = False
     ts_ns: int | None = None

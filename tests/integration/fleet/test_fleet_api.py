@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,6 +108,14 @@ def test_fleet_api_today_payload_stored_and_broadcast(fleet: Fleet) -> None:
     latest = fleet.client.get("/api/machines/ironcast_berlin/latest", headers=fleet.auth).json()
     assert latest["colour"] == "green"
     assert latest["info"]["system_info"]["system"]["name"] == "HMC-ECM-RELINNI"
+    # the info keeps what was reported: fields that are null are left out
+    assert latest["info"]["system_info"]["system"]["upTime"] == {
+        "days": 19,
+        "hours": 22,
+        "minutes": 30,
+        "seconds": 0,
+    }
+    assert "null" not in json.dumps(latest["info"])
     history = fleet.client.get(
         "/api/machines/ironcast_berlin/history",
         params={"metric": "pressure", "start": "2000-01-01T00:00:00Z", "resolution": "raw"},
