@@ -28,6 +28,7 @@ import copy
 import json
 import multiprocessing as mp
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -371,6 +372,7 @@ def run_reference(
         server.terminate()
         server.wait(30)
     out = orjson.loads(result_path.read_bytes())
+    shutil.rmtree(tmp, ignore_errors=True)
     accepted = sum(n for _, _, n in out["accepted"])
     result = {
         "scenario": "reference-fastapi-"
@@ -497,6 +499,7 @@ def run_scenario(
     out = orjson.loads(result_path.read_bytes())
     t_start, t_end = out["t_start"], out["t_end"]
     stored = stored_seqs(db_url, schema)
+    shutil.rmtree(tmp, ignore_errors=True)  # the SQLite database, config, load results
     accepted = {(mid, first + k) for mid, first, n in out["accepted"] for k in range(n)}
     lost = len(accepted - stored)
     unanswered = len(stored - accepted)
