@@ -1,7 +1,7 @@
 """The latest state written for many machines in one commit, on SQLite and PostgreSQL.
 
-PostgreSQL takes the whole commit's latest states as one statement of column arrays
-(``unnest``); SQLite one row at a time. Both must store the same: new machines inserted,
+PostgreSQL takes the whole commit as one statement of JSON records (``json_to_recordset``);
+SQLite one row at a time (``executemany``). Both must store the same: new machines inserted,
 known ones replaced, JSON columns (values, metrics, info) and NULLs kept as given.
 """
 
@@ -84,3 +84,19 @@ def test_fleet_latest_upsert_many_machines_in_one_commit(store: FleetStore) -> N
         assert row.timestamp is not None
         assert row.timestamp.timestamp() == pytest.approx(1_700_000_000 + k * 1e-9, abs=1e-6)
     assert store.last_seqs() == {"m0": 0, "m1": 10, "m2": 11, "m3": 12, "m4": 13}
+
+
+def test_fleet_group_commit_of_300_machines_stores_every_row(store: FleetStore) -> None:
+    ids = [f"m{i:03d}" for i in range(300)]
+    for mid in ids:
+        store.add_machine(MachineIn(id=mid, name=mid), "test")
+    latest = [_latest(mid, k, {"k": k}) for k, mid in enumerate(ids)]
+    store.write_batch([_message(mid, k + 1) for k, mid in enumerate(ids)], latest)
+
+    got = {row.machine_id: row for row in store.all_latest()}
+    assert sorted(got) == ids
+    for k, mid in enumerate(ids):  # each row in its place
+        assert got[mid].values["temperature"] == 40.0 + k
+        assert got[mid].info == {"k": k}
+        assert store.existing_seqs(mid, [k + 1, k + 2]) == {k + 1}
+    assert store.last_seqs() == {mid: k for k, mid in enumerate(ids)}
