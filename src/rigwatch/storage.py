@@ -23,7 +23,9 @@ the name of what it opens, so messages say which database was wrong and why.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +39,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from rigwatch.errors import RigwatchError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,84 @@ def database_url(target: str | Path, error: type[RigwatchError], what: str) -> U
         return make_url(text_target)
     except ArgumentError as exc:
         raise error(f"malformed {what} URL {text_target!r}: {exc}") from exc
+
+
+class SqliteWriterLock:
+    """A lock that orders the writers of one SQLite database file across processes: an
+    exclusive ``flock`` on the file ``<database>.writer-lock`` beside it (created when missing;
+    a thread lock orders the threads of one process).
+
+    A writer that waits in SQLite's own busy handler polls with sleeps of 1, 2, 5, 10 ms and
+    more (https://sqlite.org/c3ref/busy_timeout.html), so the write lock can lie idle for
+    milliseconds after the other process released it. A blocking ``flock`` wakes its waiter
+    the moment it is released: with two fleet server processes on one SQLite file (1 message
+    per request from 256 connections) about 5 % more messages/s in ``bench/fleet_ingest.py``.
+    Taking it is optional for correctness: SQLite's locking still guards every write.
+
+    On systems without ``fcntl`` (Windows) and for in-memory databases it orders threads only.
+
+    Args:
+        database: the SQLite database file.
+    """
+
+    def __init__(self, database: str | Path | None) -> None:
+        self._threads = threading.Lock()
+        self._path = (
+            None
+            if fcntl is None or database in (None, "", ":memory:")
+            else Path(f"{database}.writer-lock")
+        )
+        self._fd: int | None = None
+        self._closer: weakref.finalize[Any, Any] | None = None  # the file, when unreferenced
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock, waiting for it unless ``blocking`` is false.
+
+        Returns:
+            True when taken.
+
+        Raises:
+            OSError: the lock file cannot be created or locked.
+        """
+        if not self._threads.acquire(blocking):
+            return False
+        if self._path is None or fcntl is None:
+            return True
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o644)
+                self._closer = weakref.finalize(self, os.close, self._fd)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            self._threads.release()
+            return False
+        except BaseException:
+            self._threads.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        """Let the next writer in."""
+        try:
+            if self._fd is not None and fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def __enter__(self) -> SqliteWriterLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+    def close(self) -> None:
+        """Close the lock file (the lock must not be held)."""
+        with self._threads:
+            if self._closer is not None:
+                self._closer()
+                self._closer = None
+                self._fd = None
 
 
 def _json_dumps(value: Any) -> str:

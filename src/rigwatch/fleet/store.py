@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -58,6 +59,7 @@ from rigwatch.fleet.security import (
     secret_hash,
     verify_password,
 )
+from rigwatch.storage import SqliteWriterLock
 from rigwatch.timefmt import from_ns
 
 log = logging.getLogger(__name__)
@@ -237,6 +239,11 @@ class FleetStore:
         self._hasher = hasher
         self._clock_ns = clock_ns
         self._dialect = engine.dialect.name
+        self._writer: AbstractContextManager[object] = (
+            SqliteWriterLock(engine.url.database) if self._dialect == "sqlite" else nullcontext()
+        )
+        """Held by group commits (:meth:`write_batch`): on SQLite the writers of several
+        processes take turns on it (:class:`~rigwatch.storage.SqliteWriterLock`)."""
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -592,7 +599,7 @@ class FleetStore:
             )
             for m in messages
         ]
-        with self.engine.begin() as conn:
+        with self._writer, self.engine.begin() as conn:
             if rows:
                 self._insert_rows(conn, _MESSAGE_COLUMNS, rows)
             self._write_latest(conn, latest)
