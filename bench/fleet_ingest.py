@@ -14,7 +14,7 @@ sharing the database and Redis, from 64 and 256 connections; then an overload ru
 connections of the batch run, with the default per-key rate limit. After each run the
 database is read back and every (machine, seq) answered 2xx is checked to be stored.
 
-    .venv/bin/python bench/fleet_ingest.py [--quick] [--no-postgres]
+    .venv/bin/python bench/fleet_ingest.py [--quick] [--no-postgres] [--duration S]
 
 The last line printed is one JSON object of figures (``messages_per_s``, ``ws_p99_ms`` and
 per scenario); ``docs/benchmarks.md`` gets the section ``fleet_ingest``.
@@ -571,6 +571,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs (within a minute)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument(
+        "--duration", type=float, default=20.0, help="seconds counted per scenario (default 20)"
+    )
+    parser.add_argument(
         "--from-log", type=Path, help="rewrite the docs section from the lines a run printed"
     )
     args = parser.parse_args()
@@ -579,7 +582,7 @@ def main() -> None:
         logged = [json.loads(x) for x in lines if x.startswith('{"scenario"')]
         write_docs(logged, args.quick)
         return
-    duration, warmup = (2.0, 0.5) if args.quick else (20.0, 3.0)
+    duration, warmup = (2.0, 0.5) if args.quick else (args.duration, 3.0)
     dbs = ["sqlite"]
     if not args.no_postgres and pg_reachable():
         dbs.append("postgres")
