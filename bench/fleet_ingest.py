@@ -16,8 +16,10 @@ database is read back and every (machine, seq) answered 2xx is checked to be sto
 
     .venv/bin/python bench/fleet_ingest.py [--quick] [--no-postgres] [--duration S]
 
-The last line printed is one JSON object of figures (``messages_per_s``, ``ws_p99_ms`` and
-per scenario); ``docs/benchmarks.md`` gets the section ``fleet_ingest``.
+The last line printed is one JSON object of figures: ``messages_per_s`` (one message per
+request: the best scenario of each database, the lower of the two), ``ws_p99_ms`` (the highest
+p99 of those sustained runs), ``one_process_messages_per_s`` (SQLite, one process) and each
+scenario's; ``docs/benchmarks.md`` gets the section ``fleet_ingest``.
 """
 
 from __future__ import annotations
@@ -615,9 +617,15 @@ def main() -> None:
     )
     by = {r["scenario"]: r for r in results}
     wire_ref, minimal_ref = results[0], results[1]
+    single = [r for r in results[2:] if "-single" in r["scenario"]]
+    best_single = {
+        db: max(r["messages_per_s"] for r in single if r["scenario"].startswith(db)) for db in dbs
+    }
     figures = {
-        "messages_per_s": round(by["sqlite-single"]["messages_per_s"]),
-        "ws_p99_ms": round(by["sqlite-single"]["ws_p99_ms"], 1),
+        # the machine's single-message rate: the lower of the databases' best scenarios
+        "messages_per_s": round(min(best_single.values())),
+        "ws_p99_ms": round(max(r["ws_p99_ms"] for r in single), 1),
+        "one_process_messages_per_s": round(by["sqlite-single"]["messages_per_s"]),
         "reference_wire_model_messages_per_s": round(wire_ref["messages_per_s"]),
         "reference_minimal_model_messages_per_s": round(minimal_ref["messages_per_s"]),
         "scenarios": {
