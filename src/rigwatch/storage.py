@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Literal
@@ -148,6 +150,31 @@ class SqliteWriterLock:
                 self._fd = None
 
 
+def _journal_mode_wal(cur: Any, timeout_s: float) -> str:
+    """``PRAGMA journal_mode = WAL`` on a sqlite3 cursor; the mode the database is in after it.
+
+    Switching a new database to WAL takes an exclusive lock, and when several connections open
+    it at once (the pipeline's stages starting together), SQLite may answer "database is
+    locked" at once rather than through the busy handler (it does so where waiting could
+    deadlock: https://sqlite.org/c3ref/busy_handler.html). The switch is tried again with
+    growing pauses until ``timeout_s``; once one connection has switched, the database stays in
+    WAL and the others' pragma needs no such lock.
+
+    Raises:
+        sqlite3.OperationalError: still locked after ``timeout_s``, or any other error.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause_s = 0.001
+    while True:
+        try:
+            return str(cur.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause_s > deadline:
+                raise
+        time.sleep(pause_s)  # a backoff between attempts, not a synchronisation
+        pause_s = min(pause_s * 2, 0.05)
+
+
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -189,7 +216,7 @@ def sqlite_engine(
         cur = dbapi_connection.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _journal_mode_wal(cur, busy_timeout_s)
             if str(mode).lower() != "wal" and not in_memory:
                 raise error(f"{what} {url.database}: journal_mode WAL refused (got {mode})")
             cur.execute(f"PRAGMA synchronous = {synchronous}")

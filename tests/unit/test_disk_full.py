@@ -351,6 +351,16 @@ CHILD = textwrap.dedent(
     status = rec.status()
     visible = sorted(rec_dir.glob("*.parquet"))
     readable = [pq.read_table(p).num_rows for p in visible]
+    # whatever the recorder freed when it gave up its open segment is taken too: the disk stays
+    # full until the fillers go, however long the recorder's retries take to come round
+    fd = os.open(root / "filler2", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, bytes(65536)):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
     put(5000)
     try:
         rec.flush()
@@ -358,6 +368,7 @@ CHILD = textwrap.dedent(
     except DiskFull:
         dropped_while_full = counters.get("recorder.dev.lost_rows")
     filler.unlink()
+    (root / "filler2").unlink()
     deadline = time.monotonic() + 20
     while rec.status()["state"] != "recording" and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -250,3 +250,41 @@ def test_manifest_cli_status_backup_retry(tmp_path: Path) -> None:
     assert out.exit_code == 0 and "1 items" in out.stdout
     out = runner.invoke(app, ["retry", str(db), "nope"])
     assert out.exit_code == 2 and "unknown stage" in out.stderr
+
+
+class _LockedCursor:
+    """A sqlite3 cursor whose journal-mode pragma finds the database locked ``locked`` times."""
+
+    def __init__(self, locked: int, error: str = "database is locked") -> None:
+        self.locked = locked
+        self.error = error
+        self.calls = 0
+
+    def execute(self, sql: str) -> _LockedCursor:
+        assert sql == "PRAGMA journal_mode = WAL"
+        self.calls += 1
+        if self.calls <= self.locked:
+            raise sqlite3.OperationalError(self.error)
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return ("wal",)
+
+
+def test_switch_to_wal_is_tried_again_while_another_opener_holds_the_lock() -> None:
+    from rigwatch.storage import _journal_mode_wal
+
+    cursor = _LockedCursor(locked=3)
+    assert _journal_mode_wal(cursor, timeout_s=10) == "wal"
+    assert cursor.calls == 4
+
+
+def test_switch_to_wal_gives_up_after_the_busy_timeout_and_on_other_errors() -> None:
+    from rigwatch.storage import _journal_mode_wal
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _journal_mode_wal(_LockedCursor(locked=10**9), timeout_s=0.02)
+    other = _LockedCursor(locked=1, error="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _journal_mode_wal(other, timeout_s=10)
+    assert other.calls == 1  # not tried again
