@@ -37,7 +37,7 @@ def iso_utc(ts_ns: int) -> str:
     Raises:
         OverflowError, OSError, ValueError: ``ts_ns`` is outside years 1..9999.
     """
-    return from_ns(ts_ns).isoformat().replace("+00:00", "Z")
+    return iso_utc_datetime(from_ns(ts_ns))
 
 
 def iso_utc_datetime(at: datetime) -> str:

@@ -187,8 +187,8 @@ _INFO_FIELDS = {
 
 def _info_json(msg: StatusMessage) -> str:
     """The ``info`` of the latest state as JSON text (one serialisation, in pydantic's core;
-    fields that are null are left out: half the text of today's system info, a third less
-    time)."""
+    fields that are null are left out: about half the text of today's system info and a
+    quarter less time)."""
     return msg.model_dump_json(include=_INFO_FIELDS, exclude_none=True)
 
 

@@ -240,15 +240,6 @@ class MetricRule(Strict):
             return (-math.inf, threshold)
         return (threshold, math.inf)
 
-    def raw_level(self, value: float) -> Level:
-        """The level ``value`` alone would have, without hysteresis or delay."""
-        return self.levels().raw_level(value)
-
-    def recovered(self, value: float, level: Level) -> bool:
-        """True when ``value`` is at or inside the recovery threshold of ``level``
-        (a level without a threshold counts as recovered)."""
-        return self.levels().recovered(value, level)
-
 
 @dataclass(frozen=True, slots=True)
 class LevelRule:

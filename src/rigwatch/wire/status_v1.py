@@ -379,11 +379,6 @@ class StatusMessageV1(WireModel):
         """The metrics that were read: name -> value as ``float``."""
         return {k: float(v) for k, v in self.sensor_data.items() if v is not None}
 
-    def missing(self) -> dict[str, str]:
-        """The metrics that could not be read: name -> reason (also ones absent from
-        ``sensor_data`` but named in ``sensor_errors``)."""
-        return dict(self.sensor_errors)
-
     def timestamp_ns(self) -> int:
         """``timestamp`` as int64 nanoseconds since the Unix epoch (UTC)."""
         return to_ns(self.timestamp)

@@ -110,7 +110,7 @@ def test_fleet_default_rules_reach_black_todays_unreachable_colour() -> None:
 
 
 def test_fleet_hysteresis_levels_of_an_above_rule() -> None:
-    rule = MetricRule(metric="t", condition="above", warning=60, critical=80, hysteresis=2)
+    rule = MetricRule(metric="t", condition="above", warning=60, critical=80, hysteresis=2).levels()
     assert rule.raw_level(60.0) == Level.OK and rule.raw_level(60.1) == Level.WARNING
     assert rule.raw_level(80.1) == Level.CRITICAL
     assert rule.recovered(58.0, Level.WARNING) and not rule.recovered(58.1, Level.WARNING)
@@ -118,12 +118,14 @@ def test_fleet_hysteresis_levels_of_an_above_rule() -> None:
 
 
 def test_fleet_band_and_below_rules() -> None:
-    band = MetricRule(metric="s", condition="outside", warning=[500, 2000], hysteresis=25)
+    band_rule = MetricRule(metric="s", condition="outside", warning=[500, 2000], hysteresis=25)
+    band = band_rule.levels()
     assert band.raw_level(499.0) == Level.WARNING and band.raw_level(2001.0) == Level.WARNING
-    assert band.recovery(Level.WARNING) == (525.0, 1975.0)
+    assert band_rule.recovery(Level.WARNING) == (525.0, 1975.0)
+    assert band.recovered(525.0, Level.WARNING) and not band.recovered(524.9, Level.WARNING)
     below = MetricRule(
         metric="p", condition="below", critical=1.0, warning_recovery=None, critical_recovery=1.5
-    )
+    ).levels()
     assert below.raw_level(0.9) == Level.CRITICAL and below.raw_level(1.0) == Level.OK
     assert not below.recovered(1.4, Level.CRITICAL) and below.recovered(1.5, Level.CRITICAL)
 

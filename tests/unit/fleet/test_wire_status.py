@@ -98,7 +98,7 @@ def test_wire_new_optional_fields() -> None:
     )
     msg = validate_status(p, now=NOW)
     assert msg.values() == {"pressure": 2.1}
-    assert msg.missing() == {"temperature": "no answer to TEMP? within 1 s"}
+    assert msg.sensor_errors == {"temperature": "no answer to TEMP? within 1 s"}
     assert msg.alarms[0].severity == "critical"
     assert msg.backfill is True and msg.seq == 7
 
