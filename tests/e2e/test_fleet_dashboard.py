@@ -160,6 +160,8 @@ def test_machine_page_draws_every_metric_with_its_thresholds(
     assert m["points"]["temperature"] >= 2
     assert m["thresholds"]["temperature"] == [60.0, 80.0]
     assert m["thresholds"]["speed"] == [500.0, 2000.0, 200.0, 2500.0]
+    # the time axis shows the chosen span (24 h) up to now, not just the span of the points
+    assert 86_400 <= m["xSpanS"]["temperature"] <= 86_400 + 120
     assert m["colour"] == "yellow"
     assert page.locator("[data-testid=chart-temperature] canvas").count() >= 1
     # a new value is appended live

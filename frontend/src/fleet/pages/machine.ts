@@ -34,6 +34,8 @@ export interface MachineDebug {
   /** per metric: points drawn, thresholds drawn */
   points: Record<string, number>;
   thresholds: Record<string, number[]>;
+  /** per metric: seconds the time axis shows */
+  xSpanS: Record<string, number>;
   liveAppended: number;
   colour: string;
 }
@@ -61,6 +63,10 @@ class MetricChart {
   private plot: uPlot | null = null;
   private xs: number[] = [];
   private ys: (number | null)[] = [];
+  /** Start of the chosen span (s since the epoch): the x axis runs from it to now. */
+  private fromS: number | null = null;
+  /** The time axis' range as last set (s). */
+  private xShown: [number, number] = [0, 0];
   private readonly resizeObs: ResizeObserver;
   readonly lines: { value: number; colour: string; label: string }[];
 
@@ -92,10 +98,21 @@ class MetricChart {
     this.resizeObs.observe(this.box);
   }
 
-  setData(t: number[], v: (number | null)[]): void {
+  setData(t: number[], v: (number | null)[], fromS: number): void {
     this.xs = t;
     this.ys = v;
+    this.fromS = fromS;
     this.render();
+  }
+
+  /** Show the chosen span up to now, whatever the points: uPlot's own range for a single
+   * point on a time axis in seconds is 1 000 days wide. */
+  private fitX(): void {
+    if (!this.plot || !this.xs.length) return;
+    const lo = Math.min(this.fromS ?? this.xs[0], this.xs[0]);
+    const hi = Math.max(this.xs[this.xs.length - 1], Date.now() / 1000);
+    this.xShown = hi > lo ? [lo, hi] : [lo - 60, hi + 60];
+    this.plot.setScale("x", { min: this.xShown[0], max: this.xShown[1] });
   }
 
   append(t: number, v: number | null): void {
@@ -103,6 +120,12 @@ class MetricChart {
     this.xs.push(t);
     this.ys.push(v);
     this.plot?.setData([this.xs, this.ys]);
+    this.fitX();
+  }
+
+  /** Seconds the time axis shows now. */
+  get xSpanS(): number {
+    return this.xShown[1] - this.xShown[0];
   }
 
   get length(): number {
@@ -156,6 +179,7 @@ class MetricChart {
       [this.xs, this.ys],
       this.box,
     );
+    this.fitX();
   }
 
   private size(): { width: number; height: number } {
@@ -208,7 +232,7 @@ export function mount(root: HTMLElement, ctx: FleetPageContext, route: Route): M
 
   let id = route.params[0] ?? "";
   let span = "24 h";
-  const dbg = ctx.expose<MachineDebug>({ id, loaded: false, charts: [], points: {}, thresholds: {}, liveAppended: 0, colour: "" });
+  const dbg = ctx.expose<MachineDebug>({ id, loaded: false, charts: [], points: {}, thresholds: {}, xSpanS: {}, liveAppended: 0, colour: "" });
   let chartObjs = new Map<string, MetricChart>();
   let rules: RuleSet | null = null;
   let abort = new AbortController();
@@ -362,9 +386,10 @@ export function mount(root: HTMLElement, ctx: FleetPageContext, route: Route): M
         try {
           const hist = await getHistory(id, c.metric, start, signal);
           const t = hist.t.map((s) => new Date(s).getTime() / 1000);
-          c.setData(t, hist.value);
+          c.setData(t, hist.value, start.getTime() / 1000);
           dbg.points[c.metric] = t.length;
           dbg.thresholds[c.metric] = c.lines.map((l) => l.value);
+          dbg.xSpanS[c.metric] = c.xSpanS;
         } catch (err) {
           if (!signal.aborted) ctx.problems.report(err);
         }
